@@ -1,0 +1,65 @@
+"""DRF building blocks that every app's API uses, so tenant scoping is never re-implemented."""
+
+from rest_framework import mixins, permissions, viewsets
+from rest_framework.exceptions import PermissionDenied
+
+from ..tenancy import actor_for_request
+
+METHOD_ACTIONS = {"GET": "view", "HEAD": "view", "OPTIONS": "view"}
+
+
+class ActorPermission(permissions.BasePermission):
+    """Allows the request only if its actor may do the view's required action."""
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        actor = actor_for_request(request)
+        action = view.required_action()
+        if action is None:
+            return True
+        if actor.organization_id is None:
+            raise PermissionDenied("You act for no organization: create one (POST /api/v1/organizations/) "
+                                   "or pick one with the X-Organization header.")
+        if not actor.can(action):
+            raise PermissionDenied(f"Your role or API key scope does not allow '{action}' here.")
+        return True
+
+
+class ActorMixin:
+    permission_classes = [ActorPermission]
+    # Viewset action name -> tenancy action, for actions that need more than the method default.
+    action_permissions: dict[str, str] = {}
+    write_action = "change"
+
+    @property
+    def actor(self):
+        return actor_for_request(self.request)
+
+    def required_action(self) -> str | None:
+        if getattr(self, "action", None) in self.action_permissions:
+            return self.action_permissions[self.action]
+        return METHOD_ACTIONS.get(self.request.method, self.write_action)
+
+
+class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
+    """CRUD over a tenant-owned model, scoped to the actor's organization.
+
+    Other tenants' objects are simply not in the queryset, so they answer 404."""
+
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return self.queryset.for_actor(self.actor, "view")
+
+
+class TenantReadOnlyViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
+    def get_queryset(self):
+        return self.queryset.for_actor(self.actor, "view")
+
+
+class TenantListCreateDestroyViewSet(ActorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                                     mixins.CreateModelMixin, mixins.DestroyModelMixin,
+                                     viewsets.GenericViewSet):
+    def get_queryset(self):
+        return self.queryset.for_actor(self.actor, "view")

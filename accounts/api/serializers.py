@@ -1,0 +1,100 @@
+from rest_framework import serializers
+
+from ..models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role, User
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "name", "time_zone", "date_joined"]
+        read_only_fields = ["id", "email", "date_joined"]
+
+
+class SignupSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True)
+
+
+class LoginSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True)
+
+
+class KeySerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=512)
+
+
+class EmailSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "slug", "retention_days", "created_at", "role"]
+        read_only_fields = ["id", "slug", "created_at", "role"]
+        extra_kwargs = {"retention_days": {"min_value": 1, "max_value": 36500}}
+
+    def get_role(self, org) -> str | None:
+        roles = self.context.get("roles") or {}
+        if org.pk not in roles and "request" in self.context:  # e.g. just created
+            user = self.context["request"].user
+            if getattr(user, "pk", None):
+                roles[org.pk] = Membership.objects.filter(user=user, organization=org).values_list(
+                    "role", flat=True).first()
+        return roles.get(org.pk)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = UserSerializer(read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "role", "created_at"]
+        read_only_fields = ["id", "user", "created_at"]
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "created_at", "expires_at", "accepted_at"]
+        read_only_fields = ["id", "created_at", "expires_at", "accepted_at"]
+
+
+class AcceptInvitationSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=256)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    scope = serializers.ChoiceField(choices=ApiKeyScope.choices, default=ApiKeyScope.READ)
+    name = serializers.CharField(max_length=100)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "scope", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class NewApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ApiKeySerializer.Meta.fields + ["key"]
+
+
+class MeSerializer(serializers.Serializer):
+    user = UserSerializer(allow_null=True)
+    organization = OrganizationSerializer(allow_null=True)
+    role = serializers.CharField(allow_null=True)
+    scope = serializers.CharField(allow_null=True)
+    actions = serializers.ListField(child=serializers.CharField())
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField()
+    expires_in = serializers.IntegerField()

@@ -1,0 +1,66 @@
+"""`Authorization: Bearer ahk_...` for programs. Keys are looked up by prefix, compared by hash."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+from .services import resolve_api_key
+
+# Writing last_used_at on every request would serialize all traffic of a key on one row.
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+def key_from_header(value: str | None) -> str | None:
+    if not value:
+        return None
+    parts = value.split()
+    if len(parts) == 2 and parts[0].lower() == "bearer" and parts[1].startswith(ApiKey.PREFIX):
+        return parts[1]
+    return None
+
+
+def authenticate_key(raw: str) -> ApiKey | None:
+    key = resolve_api_key(raw)
+    if key is not None:
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now
+    return key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = request.headers.get("Authorization")
+        raw = key_from_header(header)
+        if raw is None:
+            if header and header.split()[0].lower() == "bearer":
+                raise exceptions.AuthenticationFailed("Malformed API key; expected 'Bearer ahk_...'.")
+            return None
+        key = authenticate_key(raw)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        # Programs have no session user; the key's creator stands in for audit fields.
+        return (key.created_by or _KeyUser(key), key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class _KeyUser:
+    """Stands in for a key whose creator was deleted: authenticated, no personal rights."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    pk = None
+    id = None
+    email = ""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __str__(self):
+        return f"api-key:{self.key.prefix}"

@@ -1,0 +1,35 @@
+import logging
+
+from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from detection.signals import anomalies_detected
+
+        anomalies_detected.connect(on_anomalies_detected, dispatch_uid="alerts.on_anomalies_detected", weak=False)
+
+
+def on_anomalies_detected(sender, organization_id, series_id, anomaly_keys=(), **kwargs):
+    """Runs after detection's commit: resolves the keys to ids and queues alerts.dispatch.
+
+    A failure to queue is logged, not raised: detection must not fail because of alerts, and
+    alerts.sweep dispatches anomalies that were never claimed."""
+    from detection.models import Anomaly
+
+    from .tasks import dispatch
+
+    try:
+        wanted = {(ts, source, metric) for ts, source, metric in anomaly_keys}
+        rows = Anomaly.objects.filter(organization_id=organization_id, series_id=series_id,
+                                      ts__in={k[0] for k in wanted}).values_list("pk", "ts", "source", "metric_index")
+        ids = [pk for pk, ts, source, metric in rows if (ts, source, metric) in wanted]
+        if ids:
+            dispatch.delay(organization_id, ids)
+    except Exception:
+        logger.exception("alerts: could not queue dispatch for org=%s series=%s", organization_id, series_id)

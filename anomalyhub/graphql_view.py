@@ -1,0 +1,96 @@
+"""/graphql/ over HTTP and WebSocket, authenticated and scoped through accounts.
+
+HTTP: `Authorization: Bearer <api key>` (accounts.authentication) or the session. Session
+requests carry CSRF protection like any form post; API-key requests have no cookie to ride on
+and are exempt. GraphiQL is served only when settings.DEBUG.
+WebSocket (graphql-transport-ws): the actor accounts.channels_auth put in the scope (API key
+header, or session with an allowed Origin), or a short-lived ticket in connection_init's payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+from strawberry.channels import GraphQLWSConsumer
+from strawberry.django.context import StrawberryDjangoContext
+from strawberry.django.views import GraphQLView
+from strawberry.exceptions import ConnectionRejectionError
+
+from accounts.authentication import authenticate_key, key_from_header
+from accounts.tenancy import ANONYMOUS, Actor, actor_for_request, actor_for_ticket
+
+from .schema import schema
+
+
+@dataclass
+class GraphQLContext(StrawberryDjangoContext):
+    actor: Actor = ANONYMOUS
+
+
+def _refusal(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+                        status=status)
+
+
+def _csrf_failure(request) -> HttpResponse | None:
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+
+
+class AnomalyHubGraphQLView(GraphQLView):
+    def dispatch(self, request, *args, **kwargs):
+        header = request.headers.get("Authorization")
+        raw = key_from_header(header)
+        if raw:
+            key = authenticate_key(raw)
+            if key is None:
+                return _refusal(401, "authentication_failed", "Invalid or revoked API key.")
+            request.auth = key  # tenancy.actor_for_request takes the key's organization and scope
+        elif header and header.split()[0].lower() == "bearer":
+            return _refusal(401, "authentication_failed", "Malformed API key; expected 'Bearer ahk_...'.")
+        elif request.method == "GET" and "query" not in request.GET:
+            return super().dispatch(request, *args, **kwargs)  # GraphiQL (DEBUG only) holds no data
+        elif not request.user.is_authenticated:
+            return _refusal(401, "not_authenticated", "Sign in or send 'Authorization: Bearer <api key>'.")
+        elif request.method == "POST" and _csrf_failure(request) is not None:
+            return _refusal(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the "
+                                                "X-CSRFToken header, or use an API key.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context(self, request, response) -> GraphQLContext:
+        return GraphQLContext(request=request, response=response, actor=actor_for_request(request))
+
+    def render_graphql_ide(self, request):
+        if not settings.DEBUG:
+            return _refusal(404, "not_found", "GraphiQL is available in development only; POST queries here.")
+        return super().render_graphql_ide(request)
+
+
+graphql_view = csrf_exempt(AnomalyHubGraphQLView.as_view(schema=schema))
+
+
+class AnomalyHubGraphQLWSConsumer(GraphQLWSConsumer):
+    async def get_context(self, request, response) -> dict:
+        return {"request": request, "ws": request, "actor": request.scope.get("actor", ANONYMOUS)}
+
+    async def on_ws_connect(self, context):
+        actor = context["actor"]
+        ticket = (context.get("connection_params") or {}).get("ticket")
+        if actor.organization_id is None and isinstance(ticket, str) and self.scope.get("origin_status") != "foreign":
+            actor = await database_sync_to_async(actor_for_ticket)(ticket)
+        if actor.organization_id is None or not actor.can("view"):
+            raise ConnectionRejectionError({"code": "not_authenticated"})
+        context["actor"] = actor
+        return None
+
+
+graphql_ws_consumer = AnomalyHubGraphQLWSConsumer.as_asgi(schema=schema)
+
+# Included by anomalyhub.urls (path "graphql/") and anomalyhub.routing (WebSocket "graphql/").
+urlpatterns = [path("", graphql_view, name="graphql")]
+websocket_urlpatterns = [path("graphql/", graphql_ws_consumer)]

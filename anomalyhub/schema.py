@@ -1,0 +1,113 @@
+"""The GraphQL schema, composed from the apps' Query/Mutation/Subscription (as NetBox does).
+
+Export after changing any GraphQL type (tests/graphql/test_schema_file.py fails on drift):
+
+    .venv/bin/python manage.py export_schema anomalyhub.schema:schema --path schema.graphql
+
+Not composed yet: alerts (subscriptions, webhook endpoints, notifications/deliveries). They belong
+in alerts/graphql/ (types scoped with accounts.graphql.base.TenantScoped, mutations over
+alerts' services); add AlertsQuery/AlertsMutation to the classes below and re-export. The
+cross-tenant walker picks them up by itself once tests/alerts/factories.py registers the models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from accounts.errors import ServiceError
+from accounts.graphql.base import SCALAR_MAP
+from accounts.graphql.mutations import AccountsMutation
+from accounts.graphql.queries import AccountsQuery
+from detection.graphql.mutations import DetectionMutation
+from detection.graphql.queries import DetectionQuery
+from detection.graphql.subscriptions import DetectionSubscription
+from watchlists.graphql.mutations import WatchlistsMutation
+from watchlists.graphql.queries import WatchlistsQuery
+
+logger = logging.getLogger(__name__)
+
+MAX_DEPTH = 10
+MAX_ALIASES = 20
+MAX_TOKENS = 4000
+# Lists are offset-paginated with at most 100 results per page (strawberry-django's default
+# PAGINATION_MAX_LIMIT), so depth x tokens x page size bounds what one request can cost.
+
+# Messages of graphql-core / strawberry validation errors -> a stable code.
+_VALIDATION_CODES = (
+    ("exceeds maximum operation depth", "query_too_deep"),
+    ("aliases found. Allowed", "too_many_aliases"),
+    ("tokens.", "query_too_large"),
+    ("Syntax Error", "graphql_parse_failed"),
+)
+
+
+@strawberry.type
+class Query(AccountsQuery, WatchlistsQuery, DetectionQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(AccountsMutation, WatchlistsMutation, DetectionMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(DetectionSubscription):
+    pass
+
+
+def error_code(error: GraphQLError) -> tuple[str, str, dict]:
+    """(code, message, details) of an error: domain errors keep theirs; unexpected ones are masked."""
+    original = error.original_error
+    if isinstance(original, ServiceError):
+        return original.code, original.message, original.details
+    if isinstance(original, ObjectDoesNotExist):
+        return "not_found", "Not found.", {}
+    if isinstance(original, DjangoPermissionDenied):
+        return "permission_denied", "Permission denied.", {}
+    if isinstance(original, DjangoValidationError):
+        return "invalid", "; ".join(original.messages), {}
+    if original is not None and not isinstance(original, GraphQLError):
+        return "server_error", "Internal error; it has been logged.", {}
+    for needle, code in _VALIDATION_CODES:
+        if needle in error.message:
+            return code, error.message, {}
+    return "graphql_validation_failed", error.message, {}
+
+
+class AnomalyHubSchema(strawberry.Schema):
+    """Every error leaves with `extensions.code` (and `details` when there are any); unexpected
+    exceptions are logged with their traceback here and reach the client as `server_error` only."""
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        for error in errors:
+            code, message, details = error_code(error)
+            if code == "server_error":
+                logger.error("GraphQL resolver failed", exc_info=error.original_error)
+            elif code not in ("not_found", "permission_denied"):
+                logger.info("GraphQL error %s: %s", code, message)
+            error.message = message
+            error.extensions = {**(error.extensions or {}), "code": code, **({"details": details} if details else {})}
+
+
+schema = AnomalyHubSchema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    extensions=[
+        DjangoOptimizerExtension,
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ],
+)

@@ -1,0 +1,106 @@
+from rest_framework import serializers
+
+from accounts.api.fields import TenantPrimaryKeyRelatedField
+from watchlists.models import Series, Watchlist
+
+from ..models import Anomaly, Detector, Feedback, ModelVersion, Rule, Severity, TrainingRun
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    series = TenantPrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
+    watchlist = TenantPrimaryKeyRelatedField(queryset=Watchlist.objects.all(), required=False, allow_null=True)
+    metrics = serializers.CharField(max_length=8000)
+    window_size = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True,
+                                           help_text="milliseconds")
+    step = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True,
+                                    help_text="milliseconds")
+    severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.MEDIUM)
+
+    class Meta:
+        model = Rule
+        fields = ["id", "name", "metrics", "window_size", "step", "round_time", "series", "watchlist", "severity",
+                  "enabled", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class BacktestQuerySerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+
+    def validate(self, data):
+        if data["end"] <= data["start"]:
+            raise serializers.ValidationError({"end": ["end must be after start."]})
+        return data
+
+
+class AnomalySerializer(serializers.ModelSerializer):
+    symbol = serializers.CharField(source="series.symbol", read_only=True)
+
+    class Meta:
+        model = Anomaly
+        fields = ["id", "series", "symbol", "ts", "source", "rule", "metric_index", "text", "observed", "expected",
+                  "score", "severity", "model_version", "feedback", "feedback_at", "created_at"]
+        read_only_fields = fields
+
+
+class FeedbackSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=Feedback.choices)
+
+
+class AnomalyFilterSerializer(serializers.Serializer):
+    series = serializers.IntegerField(required=False, min_value=1)
+    watchlist = serializers.IntegerField(required=False, min_value=1)
+    rule = serializers.IntegerField(required=False, min_value=1)
+    source = serializers.CharField(required=False, max_length=40)
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+    feedback = serializers.ChoiceField(choices=[*Feedback.choices, ("none", "none")], required=False)
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+
+
+class DetectorSerializer(serializers.ModelSerializer):
+    series = TenantPrimaryKeyRelatedField(queryset=Series.objects.all())
+    benchmark = TenantPrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
+    kind = serializers.ChoiceField(choices=["robust_zscore", "isolation_forest", "lstm_forecast", "ensemble"],
+                                   default="ensemble")
+    params = serializers.DictField(required=False, default=dict)
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+    active_version = serializers.SerializerMethodField()
+    latest_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Detector
+        fields = ["id", "series", "kind", "params", "benchmark", "threshold", "severity", "enabled", "status",
+                  "needs_retraining", "active_version", "latest_run", "created_at"]
+        read_only_fields = ["id", "status", "needs_retraining", "created_at"]
+
+    def get_active_version(self, detector) -> int | None:
+        active = [v for v in detector.versions.all() if v.active]
+        return active[0].version if active else None
+
+    def get_latest_run(self, detector) -> dict | None:
+        runs = sorted(detector.runs.all(), key=lambda r: r.pk)
+        return TrainingRunSerializer(runs[-1]).data if runs else None
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "detector", "version", "params", "train_start", "train_end", "train_points", "validation",
+                  "active", "training_seconds", "created_at"]
+        read_only_fields = fields
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="version", read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "detector", "status", "progress", "message", "start", "end", "model_version", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)

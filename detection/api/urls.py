@@ -1,0 +1,11 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("rules", views.RuleViewSet, basename="rule")
+router.register("anomalies", views.AnomalyViewSet, basename="anomaly")
+router.register("detectors", views.DetectorViewSet, basename="detector")
+router.register("models", views.ModelVersionViewSet, basename="modelversion")
+router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun")
+urlpatterns = router.urls

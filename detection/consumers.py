@@ -1,0 +1,178 @@
+"""The live feed, /ws/v1/live/ (protocol in docs/live-feed.md).
+
+Consumers only fan out; they never write. Clients speak a small validated vocabulary
+(subscribe / unsubscribe / ping); access to every series is checked through tenancy before
+the socket joins its group; another organization's ids are answered with an error, never
+silently ignored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from accounts.tenancy import ANONYMOUS, actor_for_ticket
+from watchlists.live import series_group
+from watchlists.models import Series, Watchlist
+
+from . import metrics
+
+PROTOCOL = 1
+MAX_FRAME_BYTES = 16 * 1024
+MAX_SERIES_PER_SUBSCRIPTION = 500
+MAX_SUBSCRIPTIONS = 100
+FLOOD_WINDOW, FLOOD_MESSAGES = 10.0, 100
+CLOSE_UNAUTHORIZED, CLOSE_TOO_SLOW, CLOSE_FLOOD, CLOSE_TOO_BIG = 4401, 4008, 4029, 1009
+
+
+def heartbeat_seconds() -> float:
+    return getattr(settings, "LIVE_HEARTBEAT_SECONDS", 15.0)
+
+
+def max_lag_seconds() -> float:
+    return getattr(settings, "LIVE_MAX_LAG_SECONDS", 10.0)
+
+
+@database_sync_to_async
+def resolve_series(actor, series_ids, watchlist_id) -> tuple[set[int], list]:
+    """(the series the actor may read, the requested ids it may not — missing or another org's)."""
+    if watchlist_id is not None:
+        watchlist = Watchlist.objects.for_actor(actor).filter(pk=watchlist_id).first()
+        if watchlist is None:
+            return set(), [f"watchlist {watchlist_id}"]
+        return set(watchlist.items.values_list("series_id", flat=True)), []
+    found = set(Series.objects.for_actor(actor).filter(pk__in=series_ids).values_list("pk", flat=True))
+    return found, [f"series {i}" for i in series_ids if i not in found]
+
+
+def _ids(value) -> list[int] | None:
+    if isinstance(value, list) and 0 < len(value) <= MAX_SERIES_PER_SUBSCRIPTION and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        return list(dict.fromkeys(value))
+    return None
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        actor = self.scope.get("actor", ANONYMOUS)
+        ticket = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("ticket", [None])[0]
+        if actor.organization_id is None and ticket and self.scope.get("origin_status") != "foreign":
+            actor = await database_sync_to_async(actor_for_ticket)(ticket)
+        if actor.organization_id is None or not actor.can("view"):
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.actor = actor
+        self.subscriptions: dict[int, dict] = {}
+        self.joined: dict[int, int] = {}  # series id -> how many subscriptions need its group
+        self.next_id = 1
+        self.received: deque[float] = deque()
+        await self.accept()
+        metrics.WS_CONNECTIONS.inc()
+        self.counted = True
+        await self.send_json({"type": "welcome", "protocol": PROTOCOL, "organization": actor.organization_id,
+                              "heartbeat": heartbeat_seconds()})
+        self.heartbeat = asyncio.create_task(self._beat())
+
+    async def disconnect(self, code):
+        if getattr(self, "counted", False):
+            metrics.WS_CONNECTIONS.dec()
+            self.counted = False
+        if hasattr(self, "heartbeat"):
+            self.heartbeat.cancel()
+        for series_id in list(getattr(self, "joined", {})):
+            await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
+
+    async def _beat(self):
+        while True:
+            await asyncio.sleep(heartbeat_seconds())
+            await self.send_json({"type": "heartbeat", "ts": time.time()})
+
+    # -- client -> server ---------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None):
+        now = time.monotonic()
+        self.received.append(now)
+        while self.received and now - self.received[0] > FLOOD_WINDOW:
+            self.received.popleft()
+        if len(self.received) > FLOOD_MESSAGES:
+            metrics.WS_DROPPED.labels("flood").inc()
+            await self._error("rate_limited", f"More than {FLOOD_MESSAGES} messages in {FLOOD_WINDOW:.0f} s.")
+            await self.close(code=CLOSE_FLOOD)
+            return
+        if text_data is None:
+            return await self._error("bad_request", "Send JSON text frames.")
+        if len(text_data) > MAX_FRAME_BYTES:
+            await self._error("frame_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return await self._error("bad_request", "The frame is not valid JSON.")
+        if not isinstance(message, dict):
+            return await self._error("bad_request", 'Send an object such as {"action": "subscribe", "series": [1]}.')
+        handler = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ping": self._ping}.get(
+            message.get("action"))
+        if handler is None:
+            return await self._error("bad_request", "Unknown action; use subscribe, unsubscribe or ping.")
+        await handler(message)
+
+    async def _ping(self, message):
+        await self.send_json({"type": "pong", "ts": time.time(), "echo": message.get("echo")})
+
+    async def _subscribe(self, message):
+        series_ids, watchlist = _ids(message.get("series")), message.get("watchlist")
+        if (series_ids is None) == (watchlist is None) or (watchlist is not None and (
+                not isinstance(watchlist, int) or isinstance(watchlist, bool))):
+            return await self._error("bad_request", "Subscribe to a list of series ids (at most "
+                                     f"{MAX_SERIES_PER_SUBSCRIPTION}) or to one watchlist id.")
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            return await self._error("too_many_subscriptions", f"At most {MAX_SUBSCRIPTIONS} subscriptions.")
+        allowed, refused = await resolve_series(self.actor, series_ids or [], watchlist)
+        if refused:
+            return await self._error("not_found", f"Not found: {', '.join(refused)}. Nothing was subscribed.",
+                                     {"refused": refused})
+        sub_id, self.next_id = self.next_id, self.next_id + 1
+        self.subscriptions[sub_id] = {"series": allowed, "seq": 0}
+        for series_id in allowed:
+            if not self.joined.get(series_id):
+                await self.channel_layer.group_add(series_group(series_id), self.channel_name)
+            self.joined[series_id] = self.joined.get(series_id, 0) + 1
+        await self.send_json({"type": "subscribed", "subscription": sub_id, "series": sorted(allowed),
+                              "watchlist": watchlist})
+
+    async def _unsubscribe(self, message):
+        sub = self.subscriptions.pop(message.get("subscription"), None) if isinstance(
+            message.get("subscription"), int) else None
+        if sub is None:
+            return await self._error("not_found", "No such subscription.")
+        for series_id in sub["series"]:
+            self.joined[series_id] -= 1
+            if not self.joined[series_id]:
+                del self.joined[series_id]
+                await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
+        await self.send_json({"type": "unsubscribed", "subscription": message["subscription"]})
+
+    async def _error(self, code: str, text: str, details=None):
+        await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
+
+    # -- server -> client ---------------------------------------------------------------
+    async def live_event(self, message):
+        """A point batch or an anomaly for one series: once per subscription that covers it,
+        numbered per subscription so clients can see a gap and re-sync over REST."""
+        if time.time() - message["sent"] > max_lag_seconds():
+            # Too far behind: drop this client rather than buffer for it (others are unaffected).
+            metrics.WS_DROPPED.labels("too_slow").inc()
+            await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
+            await self.close(code=CLOSE_TOO_SLOW)
+            return
+        for sub_id, sub in self.subscriptions.items():
+            if message["series"] in sub["series"]:
+                sub["seq"] += 1
+                await self.send_json({**message["event"], "subscription": sub_id, "seq": sub["seq"]})
+                metrics.WS_MESSAGES.labels(message["event"]["type"]).inc()

@@ -1,0 +1,1 @@
+"""Detector evaluation on real bars with injected, labelled anomalies (`make eval`)."""

@@ -1,0 +1,45 @@
+"""Publishes new anomalies to the live feed (the same per-series groups as the points)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from watchlists.live import publish
+
+from .models import Anomaly
+
+
+def anomaly_event(anomaly: Anomaly) -> dict:
+    """The small summary clients get; details are one REST/GraphQL call away."""
+    return {"type": "anomaly", "series": anomaly.series_id, "id": anomaly.pk,
+            "ts": anomaly.ts.isoformat().replace("+00:00", "Z"), "source": anomaly.source, "text": anomaly.text,
+            "severity": anomaly.severity, "score": anomaly.score, "metric_index": anomaly.metric_index,
+            "observed": anomaly.observed}
+
+
+def publish_anomalies(organization_id: int, series_id: int, anomaly_keys) -> None:
+    """Publishes the anomalies a detection chunk just committed, and marks them published."""
+    if not anomaly_keys:
+        return
+    stamps = {k[0] for k in anomaly_keys}
+    wanted = {(ts, source, metric) for ts, source, metric in anomaly_keys}
+    found = Anomaly.objects.filter(organization_id=organization_id, series_id=series_id, ts__in=stamps,
+                                   published_at__isnull=True)
+    _publish([a for a in found if (a.ts, a.source, a.metric_index) in wanted])
+
+
+def publish_unpublished(older_than: timedelta = timedelta(seconds=5), limit: int = 5000) -> int:
+    """The outbox sweep: anomalies committed by a worker that died before announcing them."""
+    stale = Anomaly.objects.filter(published_at__isnull=True, created_at__lt=timezone.now() - older_than)
+    batch = list(stale.order_by("created_at")[:limit])
+    _publish(batch)
+    return len(batch)
+
+
+def _publish(anomalies: list[Anomaly]) -> None:
+    for anomaly in sorted(anomalies, key=lambda a: (a.ts, a.pk)):
+        publish(anomaly.series_id, anomaly_event(anomaly))
+    if anomalies:
+        Anomaly.objects.filter(pk__in=[a.pk for a in anomalies]).update(published_at=timezone.now())

@@ -1,0 +1,61 @@
+"""Detect-queue tasks. Arguments are ids; every task is idempotent (see detection.pipeline)."""
+
+from celery import shared_task
+from django.core.cache import cache
+
+from . import pipeline
+
+QUEUED_KEY = "detect:queued:{}"
+
+
+def enqueue_series(series_id: int, organization_id: int) -> None:
+    """Queues a detection run unless one is already queued: bursts of small batches coalesce
+    into one run that reads everything new."""
+    if cache.add(QUEUED_KEY.format(series_id), 1, timeout=300):
+        run_detection.delay(series_id, organization_id)
+
+
+@shared_task(name="detection.run", acks_late=True)
+def run_detection(series_id: int, organization_id: int) -> int:
+    """Streams a series' new points through its rules. Clears the queued flag first, so points
+    stored while it runs queue another run instead of being missed."""
+    cache.delete(QUEUED_KEY.format(series_id))
+    return pipeline.run_series(series_id, organization_id)
+
+
+@shared_task(name="detection.sweep")
+def sweep() -> int:
+    """Queues a run for every series whose stored points are ahead of its detection cursor, and
+    publishes anomalies that were committed but never announced.
+
+    Recovers series whose run died with its worker: that task's message stays invisible until
+    the broker's visibility timeout, and its queued flag may still be set."""
+    from .live import publish_unpublished
+
+    publish_unpublished()
+    stale = pipeline.stale_series()
+    for series_id, organization_id in stale:
+        run_detection.delay(series_id, organization_id)
+    return len(stale)
+
+
+@shared_task(name="detection.train", acks_late=True, soft_time_limit=1800, time_limit=1900)
+def train_detector(run_id: int, organization_id: int) -> None:
+    """Trains one queued run (train queue). Idempotent: a re-delivered task finds the run claimed."""
+    from .services.detectors import run_training
+
+    run_training(run_id, organization_id)
+
+
+@shared_task(name="detection.train_nightly")
+def train_nightly() -> int:
+    """Queues training for drifted, flagged or week-old detectors (beat, after the daily import)."""
+    from accounts.tenancy import system_actor
+
+    from .services.detectors import request_training, training_candidates
+
+    queued = 0
+    for detector in training_candidates().select_related("series"):
+        request_training(actor=system_actor(detector.organization_id), detector=detector)
+        queued += 1
+    return queued

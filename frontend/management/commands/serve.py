@@ -1,0 +1,187 @@
+"""Production process model without containers: `manage.py serve` (what `make run` uses when
+DATABASE_URL and REDIS_URL are set).
+
+Starts, as separate processes, the ASGI server (daphne: HTTP + WebSockets), one Celery worker per
+queue group and Celery beat, like a Procfile runner (foreman, honcho). Ctrl-C or SIGTERM stops them
+all: each gets SIGTERM (daphne closes, Celery workers finish their current task), and whatever is
+still running after the grace period is killed with its whole process group. If one process dies
+on its own, the others are stopped too and the exit status is 1, so a supervisor can restart the
+set. A clean stop exits 0.
+
+Every child runs in its own session, so a terminal's Ctrl-C reaches only this runner, which then
+stops the children in order; several daphne processes share one listening socket (`--fd`), which
+the kernel balances between them. docker/compose.yaml runs the same commands, one per container.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+# Queue groups: ingest and detect share the real-time path; training is long and CPU-bound;
+# alerts are I/O-bound. "<queues>:<concurrency>", space-separated.
+DEFAULT_WORKERS = "ingest,detect:2 train:1 alerts:2"
+QUEUES = ("ingest", "detect", "train", "alerts")
+GRACE_S = 30.0
+POLL_S = 0.2
+CLEAN_EXITS = {0, -signal.SIGTERM, -signal.SIGINT}
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def parse_workers(spec: str) -> list[tuple[str, int]]:
+    """"ingest,detect:2 train:1" -> [("ingest,detect", 2), ("train", 1)]; every queue must exist."""
+    groups = []
+    for item in spec.split():
+        queues, _, concurrency = item.partition(":")
+        unknown = set(queues.split(",")) - set(QUEUES)
+        if unknown or not queues:
+            raise CommandError(f"unknown queue(s) {sorted(unknown)} in --workers; queues are {', '.join(QUEUES)}")
+        groups.append((queues, int(concurrency or 1)))
+    return groups
+
+
+def celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "anomalyhub", *args]
+
+
+def process_table(*, listen_fd: int, web_processes: int, workers: list[tuple[str, int]], beat: bool,
+                  schedule_file: str, node_suffix: str, log_level: str) -> list[Child]:
+    children = [
+        Child(f"web.{i + 1}", [sys.executable, "-m", "daphne", "--fd", str(listen_fd), "-v", "0",
+                               "--proxy-headers", "anomalyhub.asgi:application"], pass_fds=(listen_fd,))
+        for i in range(web_processes)
+    ]
+    for queues, concurrency in workers:
+        group = queues.replace(",", "-")
+        children.append(Child(f"worker.{group}", celery(
+            "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{group}.{node_suffix}@%h",
+            "-l", log_level)))
+    if beat:
+        children.append(Child("beat", celery("beat", "-s", schedule_file, "-l", log_level)))
+    return children
+
+
+class Command(BaseCommand):
+    help = "Run the web server (daphne), one Celery worker per queue group and beat; Ctrl-C stops them all."
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument("--web-processes", type=int, default=1,
+                            help="daphne processes sharing the listening socket (one core each)")
+        parser.add_argument("--workers", default=DEFAULT_WORKERS,
+                            help=f'queue groups as "<queues>:<concurrency> ..." (default "{DEFAULT_WORKERS}")')
+        parser.add_argument("--no-beat", action="store_true")
+        parser.add_argument("--grace", type=float, default=GRACE_S,
+                            help="seconds the processes get to stop before they are killed")
+
+    def handle(self, *args, addrport, web_processes, workers, no_beat, grace, **options):
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise CommandError("serve needs REDIS_URL (and CELERY_TASK_ALWAYS_EAGER unset): tasks would never "
+                               "reach the workers. For the embedded default use `manage.py rundemo`.")
+        host, _, port = addrport.rpartition(":")
+        self.stop_requested = 0
+        listener = socket.create_server((host or "127.0.0.1", int(port)), backlog=1024)
+        listener.set_inheritable(True)
+        workdir = tempfile.mkdtemp(prefix="anomalyhub-serve-")
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "anomalyhub.settings"),
+               "PYTHONUNBUFFERED": "1"}
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # One machine, several processes: /metrics on the web process aggregates every process's.
+            env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(workdir, "metrics")
+            os.mkdir(env["PROMETHEUS_MULTIPROC_DIR"])
+        children = process_table(
+            listen_fd=listener.fileno(), web_processes=web_processes, workers=parse_workers(workers),
+            beat=not no_beat, schedule_file=os.path.join(workdir, "celerybeat-schedule"),
+            node_suffix=str(os.getpid()), log_level=settings.LOG_LEVEL.lower())
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in children:
+                # A new session: the terminal's Ctrl-C reaches only this runner, which stops them in order.
+                child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, env=env, pass_fds=child.pass_fds,
+                                              start_new_session=True)
+                self.stdout.write(f"serve: started {child.name} (pid {child.proc.pid})")
+            listener.close()  # the daphne processes hold their own copies
+            self._announce(host or "127.0.0.1", port, children)
+            status = self._supervise(children)
+        finally:
+            clean = self._stop(children, grace)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            listener.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+        if status or not clean:
+            sys.exit(1)
+        self.stdout.write("serve: every process stopped cleanly")
+
+    def _on_signal(self, signum, frame):
+        self.stop_requested += 1
+        if self.stop_requested > 1:  # a second Ctrl-C: no more waiting
+            raise KeyboardInterrupt
+
+    def _announce(self, host: str, port: str, children: list[Child]) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.stop_requested:
+            if any(c.proc.poll() is not None for c in children):
+                return
+            try:
+                urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2).close()
+                self.stdout.write(f"serve: AnomalyHub is serving on http://{host}:{port}/ (Ctrl-C stops everything)")
+                return
+            except OSError:
+                time.sleep(POLL_S)
+
+    def _supervise(self, children: list[Child]) -> int:
+        """Waits for a stop signal (-> 0) or for a child to die on its own (-> 1)."""
+        while not self.stop_requested:
+            for child in children:
+                code = child.proc.poll()
+                if code is not None:
+                    self.stderr.write(f"serve: {child.name} (pid {child.proc.pid}) exited with {code}; stopping all")
+                    return 1
+            time.sleep(POLL_S)
+        self.stdout.write("serve: stopping")
+        return 0
+
+    def _stop(self, children: list[Child], grace: float) -> bool:
+        """SIGTERM to every child, then SIGKILL to the process group of any still alive after `grace`.
+        True when every child exited by itself with a clean status."""
+        started = [c for c in children if c.proc is not None]
+        for child in started:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        clean = True
+        for child in started:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                self.stderr.write(f"serve: {child.name} (pid {child.proc.pid}) did not stop; killing it")
+                clean = False
+            # Its pool processes too: they share its process group (it leads a session of its own).
+            try:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            code = child.proc.wait()
+            if code not in CLEAN_EXITS and clean:
+                self.stderr.write(f"serve: {child.name} exited with {code}")
+                clean = False
+        return clean

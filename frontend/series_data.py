@@ -1,0 +1,53 @@
+"""What the pages show about a series: last price, the latest day of 1-minute closes, anomalies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+
+from detection.models import Anomaly
+from watchlists.models import Series
+from watchlists.services import read_points
+from watchlists.store.timeconv import to_us
+
+
+RESOLUTIONS = ("1m", "5m", "1h")
+
+
+@dataclass
+class SeriesView:
+    series: Series
+    times_us: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    closes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    ohlc: dict = field(default_factory=dict)
+    anomalies: list = field(default_factory=list)
+    resolution: str = "1m"
+
+    @property
+    def last(self) -> float | None:
+        return float(self.closes[-1]) if len(self.closes) else None
+
+    @property
+    def change_pct(self) -> float | None:
+        if len(self.closes) < 2 or not self.closes[0]:
+            return None
+        return float((self.closes[-1] / self.closes[0] - 1) * 100)
+
+
+def latest_day(series: Series, max_anomalies: int = 200, resolution: str = "1m") -> SeriesView:
+    """The last 24 hours of data of the series as bars of `resolution` (1m, 5m or 1h)."""
+    view = SeriesView(series, resolution=resolution if resolution in RESOLUTIONS else "1m")
+    if series.last_point_at is None:
+        return view
+    end = series.last_point_at + timedelta(microseconds=1)
+    start = end - timedelta(days=1)
+    data, columns = read_points(series, view.resolution, to_us(start), to_us(end), 5000)
+    column = "close" if "close" in columns else "value"
+    view.times_us, view.closes = data["ts"][:5000], data[column][:5000]
+    if {"open", "high", "low", "close"} <= set(columns):
+        view.ohlc = {c: data[c][:5000] for c in ("open", "high", "low", "close")}
+    view.anomalies = list(Anomaly.objects.filter(series=series, ts__gte=start, ts__lt=end).order_by("-ts")
+                          [:max_anomalies])
+    return view

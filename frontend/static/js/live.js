@@ -1,0 +1,63 @@
+// Live updates over /ws/v1/live/ (protocol in docs/live-feed.md). Pages opt in with
+// data-live-series="1,2,3" on <body>; elements with data-last="<series id>" show the last price,
+// a table body with data-anomalies="<series id>" receives new anomaly rows, and every event is
+// re-dispatched as an "ah:live" DOM event (the series chart listens).
+(function () {
+  "use strict";
+  const ids = (document.body.dataset.liveSeries || "").split(",").filter(Boolean).map(Number);
+  if (!ids.length || !window.WebSocket) return;
+  const status = document.getElementById("live-status");
+  function setStatus(text, ok) {
+    if (!status) return;
+    status.textContent = text;
+    status.className = ok ? "live on" : "live off";
+  }
+
+  function onPoints(event) {
+    const col = event.columns.indexOf(event.type === "tick" ? "price" : event.type === "bar" ? "close" : "value");
+    const last = event.points[event.points.length - 1];
+    document.querySelectorAll(`[data-last="${event.series}"]`).forEach((el) => {
+      el.textContent = last[col].toFixed(2);
+      el.classList.add("flash");
+      setTimeout(() => el.classList.remove("flash"), 400);
+    });
+  }
+
+  function onAnomaly(event) {
+    document.querySelectorAll(`[data-anomalies="${event.series}"]`).forEach((tbody) => {
+      const empty = tbody.querySelector(".empty");
+      if (empty) empty.remove();
+      const row = document.createElement("tr");
+      row.className = "new";
+      for (const text of [event.ts.replace("T", " ").replace("Z", ""), event.text, event.severity, "—"]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.appendChild(cell);
+      }
+      tbody.prepend(row);
+    });
+    document.querySelectorAll(`[data-anomaly-count="${event.series}"]`).forEach((el) => {
+      el.textContent = String(Number(el.textContent || 0) + 1);
+    });
+  }
+
+  let retry = 1000;
+  function connect() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/v1/live/");
+    ws.onmessage = (msg) => {
+      const event = JSON.parse(msg.data);
+      document.dispatchEvent(new CustomEvent("ah:live", { detail: event }));
+      if (event.type === "welcome") ws.send(JSON.stringify({ action: "subscribe", series: ids }));
+      else if (event.type === "subscribed") { setStatus("● live", true); retry = 1000; }
+      else if (event.type === "tick" || event.type === "bar" || event.type === "metric") onPoints(event);
+      else if (event.type === "anomaly") onAnomaly(event);
+      else if (event.type === "error") setStatus("live feed: " + event.message, false);
+    };
+    ws.onclose = () => {  // reconnect with backoff; a gap is re-synced by reloading the page
+      setStatus("reconnecting…", false);
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+  connect();
+})();

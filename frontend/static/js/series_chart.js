@@ -1,0 +1,57 @@
+// The series page's chart (lightweight-charts): bars from the page's embedded data, anomaly
+// markers coloured by severity, and live updates from live.js ("ah:live" events).
+(function () {
+  "use strict";
+  const el = document.getElementById("chart");
+  if (!el || !window.LightweightCharts) return;
+  const LC = window.LightweightCharts;
+  const data = JSON.parse(document.getElementById("chart-data").textContent);
+  const step = { "1m": 60, "5m": 300, "1h": 3600 }[data.resolution] || 60;
+  const colours = { low: "#7a8699", medium: "#f0a020", high: "#d64545", critical: "#8b0000" };
+  const chart = LC.createChart(el, {
+    height: 360, layout: { textColor: "#1d2330", background: { type: "solid", color: "#fbfcff" } },
+    timeScale: { timeVisible: true, secondsVisible: false }, autoSize: true,
+  });
+  const candles = Boolean(data.bars.open);
+  const series = candles ? chart.addSeries(LC.CandlestickSeries, {}) : chart.addSeries(LC.LineSeries, { lineWidth: 2 });
+  const bars = data.bars.time.map((t, i) => candles
+    ? { time: t, open: data.bars.open[i], high: data.bars.high[i], low: data.bars.low[i], close: data.bars.close[i] }
+    : { time: t, value: data.bars.close[i] }).filter((b) => (candles ? b.close : b.value) !== null);
+  series.setData(bars);
+  const markers = LC.createSeriesMarkers(series, []);
+  const marks = data.anomalies.map(toMarker).sort((a, b) => a.time - b.time);
+  markers.setMarkers(marks);
+  chart.timeScale().fitContent();
+
+  function toMarker(a) {
+    return { time: Math.floor(a.time / step) * step, position: "aboveBar", shape: "arrowDown",
+             color: colours[a.severity] || colours.medium, text: a.text.slice(0, 40), id: String(a.id) };
+  }
+
+  document.addEventListener("ah:live", (e) => {
+    const event = e.detail;
+    if (event.series !== data.series) return;
+    if (event.type === "anomaly") {
+      marks.push(toMarker({ time: Date.parse(event.ts) / 1000, id: event.id, text: event.text,
+                           severity: event.severity }));
+      markers.setMarkers(marks.slice().sort((a, b) => a.time - b.time));
+      el.dataset.markers = String(marks.length);
+      return;
+    }
+    const col = event.columns.indexOf(event.type === "tick" ? "price" : event.type === "bar" ? "close" : "value");
+    for (const row of event.points) {  // fold each point into the bar of its bucket
+      const time = Math.floor(row[0] / 1000 / step) * step, v = row[col];
+      const last = bars[bars.length - 1];
+      if (last && last.time === time) {
+        if (candles) { last.high = Math.max(last.high, v); last.low = Math.min(last.low, v); last.close = v; }
+        else last.value = v;
+      } else if (!last || time > last.time) {
+        bars.push(candles ? { time, open: v, high: v, low: v, close: v } : { time, value: v });
+      } else continue;  // older than the chart's last bar: the next page load shows it
+      series.update(bars[bars.length - 1]);
+    }
+    el.dataset.bars = String(bars.length);
+  });
+  el.dataset.bars = String(bars.length);
+  el.dataset.markers = String(marks.length);
+})();

@@ -1,0 +1,79 @@
+"""A real ASGI server (daphne) for benchmarks that must go through HTTP.
+
+`live_server()` starts `daphne anomalyhub.asgi:application` on a free local port with the bench's
+environment, waits for /healthz, yields the base URL and always terminates the process it started
+(by its PID) on the way out, even when the benchmark fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .harness import REPO
+
+START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def live_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """Yields "http://127.0.0.1:<port>" of a daphne process serving AnomalyHub."""
+    port = free_port()
+    server_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings", **(env or {})}
+    with tempfile.TemporaryDirectory(prefix="bench-daphne-") as tmp:
+        log = Path(tmp) / "daphne.log"
+        with open(log, "wb") as out:
+            # `python -m daphne` from the repo root: the same venv, and the project on sys.path.
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
+                 "anomalyhub.asgi:application"],
+                cwd=REPO, env=server_env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not _healthy(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne did not become healthy on port {port}:\n{_tail(log)}")
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _stop(proc)

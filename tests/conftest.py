@@ -1,0 +1,94 @@
+"""Shared fixtures: alice (org A owner), bob (org A viewer), carol (org B owner), API clients."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import Role
+from accounts.services import create_api_key
+from accounts.tenancy import actor_for_user
+
+from .factories import MembershipFactory, OrganizationFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    # Throttle counters and cached state live in the (real) cache; tests must not share them.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def org_a(db):
+    return OrganizationFactory(name="Org A")
+
+
+@pytest.fixture
+def org_b(db):
+    return OrganizationFactory(name="Org B")
+
+
+@pytest.fixture
+def alice(org_a):
+    user = UserFactory(email="alice@example.com")
+    MembershipFactory(user=user, organization=org_a, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bob(org_a):
+    user = UserFactory(email="bob@example.com")
+    MembershipFactory(user=user, organization=org_a, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def carol(org_b):
+    user = UserFactory(email="carol@example.com")
+    MembershipFactory(user=user, organization=org_b, role=Role.OWNER)
+    return user
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return client_for(bob)
+
+
+@pytest.fixture
+def carol_client(carol):
+    return client_for(carol)
+
+
+@pytest.fixture
+def key_client(alice, org_a):
+    """A client authenticating with an API key of org A; call with the scope wanted."""
+
+    def make(scope="admin"):
+        _, raw = create_api_key(actor=actor_for_user(alice, org_a.pk), name=f"{scope} key", scope=scope)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def clean_store():
+    """For transaction=True tests: the store's tables are not Django models, so flush them by hand."""
+    yield
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE watchlists_tick, watchlists_bar, watchlists_metric, watchlists_rollup, "
+                       "watchlists_feature")

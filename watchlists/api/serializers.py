@@ -1,0 +1,56 @@
+from rest_framework import serializers
+
+from ..models import Series, SeriesKind, Watchlist
+from ..services import series_timezone
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=SeriesKind.choices, default=SeriesKind.BAR)
+    timezone = serializers.SerializerMethodField()
+    bar_seconds = serializers.IntegerField(min_value=1, max_value=86400 * 31, allow_null=True, required=False)
+
+    class Meta:
+        model = Series
+        fields = ["id", "symbol", "kind", "exchange", "name", "bar_seconds", "timezone", "created_at",
+                  "last_point_at"]
+        read_only_fields = ["id", "timezone", "created_at", "last_point_at"]
+
+    def get_timezone(self, series) -> str:
+        return series_timezone(series)
+
+
+class WatchlistSerializer(serializers.ModelSerializer):
+    series = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=5000,
+                                   write_only=True, help_text="Series ids; replaces the watchlist's series.")
+
+    class Meta:
+        model = Watchlist
+        fields = ["id", "name", "description", "series", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["series"] = sorted(item.series_id for item in instance.items.all())
+        return data
+
+
+class PointsQuerySerializer(serializers.Serializer):
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    resolution = serializers.ChoiceField(choices=["raw", "1m", "5m", "1h"], default="raw")
+    limit = serializers.IntegerField(min_value=1, max_value=50_000, default=10_000)
+    time_format = serializers.ChoiceField(choices=["iso", "epoch_ms"], default="iso")
+
+
+class IngestResultSerializer(serializers.Serializer):
+    series_id = serializers.IntegerField()
+    received = serializers.IntegerField()
+    stored = serializers.IntegerField()
+    duplicate = serializers.BooleanField()
+    first_ts = serializers.CharField(allow_null=True)
+    last_ts = serializers.CharField(allow_null=True)
+
+
+class MultiIngestSerializer(serializers.Serializer):
+    points = serializers.DictField(child=serializers.ListField(child=serializers.JSONField()),
+                                   help_text='{"SPY": [{"ts": "...", "price": 1, "size": 100}], ...}')

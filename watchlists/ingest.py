@@ -1,0 +1,171 @@
+"""Parsing and validation of incoming points (JSON rows or CSV), vectorised with pandas/numpy.
+
+A batch is all-or-nothing: any bad row rejects it with a list of {row, column, reason} (rows are
+1-based positions in the batch; for CSV, row 1 is the first line after the header).
+"""
+
+from __future__ import annotations
+
+import io
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from accounts.errors import InvalidError
+
+from .store.writer import VALUE_COLUMNS, Points
+
+TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "date")
+# Columns some sources carry that the store does not keep; accepted and ignored.
+IGNORED_COLUMNS = {"trade": {"exchange", "condition", "conditions", "suspicious", "tape", "sequence"},
+                   "bar": {"trade_count", "vwap", "transactions"}, "metric": set()}
+OPTIONAL_COLUMNS = {"trade": {"trade_id", "id"}, "bar": set(), "metric": set()}
+MAX_ERRORS_LISTED = 100
+
+
+class BatchInvalid(InvalidError):
+    code = "invalid_batch"
+
+
+def _error(row: int, column: str, reason: str) -> dict:
+    return {"row": int(row), "column": column, "reason": reason}
+
+
+def _raise(errors: list[dict], total: int | None = None):
+    from .metrics import BATCHES
+
+    BATCHES.labels("rejected").inc()
+    total = total if total is not None else len(errors)
+    raise BatchInvalid(f"The batch has {total} invalid row(s); nothing was stored. Fix them and resend.",
+                       details={"errors": errors[:MAX_ERRORS_LISTED], "total_errors": total})
+
+
+def frame_from_json(rows) -> pd.DataFrame:
+    if not isinstance(rows, list):
+        raise BatchInvalid("Expected a JSON array of points, e.g. [{\"ts\": \"2024-01-02T14:30:00Z\", ...}].",
+                           details={"errors": [_error(0, "", "body is not an array")], "total_errors": 1})
+    bad = [i for i, r in enumerate(rows, start=1) if not isinstance(r, dict)]
+    if bad:
+        _raise([_error(i, "", "point is not a JSON object") for i in bad[:MAX_ERRORS_LISTED]], len(bad))
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def frame_from_csv(text: str | bytes) -> pd.DataFrame:
+    try:
+        data = io.BytesIO(text) if isinstance(text, bytes) else io.StringIO(text)
+        return pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise BatchInvalid(f"The CSV cannot be parsed: {exc}",
+                           details={"errors": [_error(0, "", str(exc))], "total_errors": 1}) from None
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _time_column(frame: pd.DataFrame) -> str:
+    for name in TIME_COLUMNS:
+        if name in frame.columns:
+            return name
+    _raise([_error(0, "ts", f"missing time column; name it one of {', '.join(TIME_COLUMNS)}")])
+
+
+def parse_times(column: pd.Series, tz: str) -> np.ndarray:
+    """ISO-8601 strings (with offset, or naive = the series' zone) or epoch milliseconds -> µs UTC.
+
+    Unparsable entries become the int64 minimum, for the caller to report."""
+    if pd.api.types.is_numeric_dtype(column):
+        ms = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        out = np.where(np.isfinite(ms), np.round(ms * 1000), np.nan)
+        return np.where(np.isnan(out), np.iinfo(np.int64).min, out).astype(np.int64)
+    text = column.astype(str).str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=False)
+    if getattr(parsed.dtype, "tz", None) is None:
+        # Naive times (Alpha Vantage's are exchange-local) take the series' zone; DST-ambiguous or
+        # nonexistent local times are errors rather than guesses.
+        parsed = parsed.dt.tz_localize(ZoneInfo(tz), ambiguous="NaT", nonexistent="NaT")
+    parsed = parsed.dt.tz_convert("UTC")
+    ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64, copy=False)
+    valid = ~parsed.isna().to_numpy()
+    return np.where(valid, ns // 1000, np.iinfo(np.int64).min)
+
+
+def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC") -> Points:
+    """Turns a raw frame into validated Points for one series, or raises BatchInvalid."""
+    if frame.empty:
+        return Points(kind, np.empty(0, np.int64), {c: np.empty(0) for c in VALUE_COLUMNS[kind]})
+    frame = frame.rename(columns=lambda c: str(c).strip().lower())
+    tcol = _time_column(frame)
+    required = set(VALUE_COLUMNS[kind])
+    allowed = required | IGNORED_COLUMNS[kind] | OPTIONAL_COLUMNS[kind] | {tcol}
+    errors: list[dict] = []
+    for missing in sorted(required - set(frame.columns)):
+        errors.append(_error(0, missing, f"missing column '{missing}' (a {kind} point needs {sorted(required)})"))
+    for extra in sorted(set(frame.columns) - allowed):
+        errors.append(_error(0, extra, f"unknown column '{extra}'"))
+    if errors:
+        _raise(errors)
+
+    n = len(frame)
+    rows = np.arange(1, n + 1)
+    try:
+        ts = parse_times(frame[tcol], tz)
+    except (ValueError, TypeError):
+        # Mixed offsets in one column make the fast path bail out; parse each with its own offset.
+        parsed = pd.to_datetime(frame[tcol].astype(str), errors="coerce", format="ISO8601", utc=True)
+        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        ts = np.where(parsed.isna(), np.iinfo(np.int64).min, ns // 1000)
+    bad_ts = ts == np.iinfo(np.int64).min
+    problems: list[tuple[np.ndarray, str, str]] = [(bad_ts, tcol, "unparsable or ambiguous time")]
+
+    values = {}
+    for col in VALUE_COLUMNS[kind]:
+        raw = frame[col]
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+            # Already parsed as numbers (the CSV fast path): only true NaNs can be blank.
+            numeric = raw.to_numpy(dtype=np.float64)
+            is_blank = raw.isna().to_numpy()
+        else:
+            if raw.dtype == object:
+                # JSON booleans would otherwise pass as 0/1.
+                raw = raw.map(lambda x: "bool" if isinstance(x, bool) else x)
+            numeric = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+            is_blank = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+        problems.append((np.isnan(numeric) & ~is_blank, col, "not a number"))
+        problems.append((is_blank, col, "missing value"))
+        problems.append((np.isinf(numeric), col, "not finite"))
+        values[col] = numeric
+    finite = {c: np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for c, v in values.items()}
+    if kind == "trade":
+        problems.append((finite["price"] <= 0, "price", "price must be positive"))
+        problems.append((finite["size"] < 0, "size", "size must not be negative"))
+    elif kind == "bar":
+        problems.append((finite["volume"] < 0, "volume", "volume must not be negative"))
+        problems.append((finite["high"] < finite["low"], "high", "high is below low"))
+        for c in ("open", "high", "low", "close"):
+            problems.append((finite[c] <= 0, c, "price must be positive"))
+
+    masks = [(m, c, r) for m, c, r in problems if m.any()]
+    if masks:
+        total = int(sum(int(m.sum()) for m, _, _ in masks))
+        listed = sorted((int(i), c, r) for m, c, r in masks for i in rows[m][:MAX_ERRORS_LISTED])
+        _raise([_error(i, c, r) for i, c, r in listed[:MAX_ERRORS_LISTED]], total)
+
+    trade_id = None
+    if kind == "trade":
+        id_col = "trade_id" if "trade_id" in frame.columns else ("id" if "id" in frame.columns else None)
+        if id_col:
+            ids = frame[id_col].astype(object).where(frame[id_col].notna(), None)
+            trade_id = np.array([None if (x is None or str(x).strip() == "") else str(x) for x in ids], dtype=object)
+    points = Points(kind, ts, values, trade_id)
+    return _dedupe_replaceable(points) if kind != "trade" else points
+
+
+def _dedupe_replaceable(points: Points) -> Points:
+    """Bars and metrics are unique per time: within one batch the last point for a time wins."""
+    order = np.argsort(points.ts, kind="stable")
+    ts_sorted = points.ts[order]
+    last = np.r_[ts_sorted[1:] != ts_sorted[:-1], True]
+    keep = order[last]
+    if len(keep) == len(points.ts):
+        return points
+    return Points(points.kind, points.ts[keep], {c: v[keep] for c, v in points.values.items()})

@@ -1,0 +1,49 @@
+"""Publishes stored points to the live feed's per-series groups (after commit).
+
+Group names are built from ids only: `live.series.<id>`. Consumers (detection.consumers) join
+them after checking access; watchlists never needs to know who listens."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .store.writer import VALUE_COLUMNS, Points
+
+logger = logging.getLogger(__name__)
+MAX_POINTS_PER_EVENT = 5000
+EVENT_TYPES = {"trade": "tick", "bar": "bar", "metric": "metric"}
+
+
+def series_group(series_id: int) -> str:
+    return f"live.series.{series_id}"
+
+
+def publish(series_id: int, event: dict) -> None:
+    """Sends one event to a series' group. Never raises: the feed is best-effort on top of
+    storage, and a dead channel layer must not fail an ingest that has already committed."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(series_group(series_id),
+                                        {"type": "live.event", "series": series_id, "sent": time.time(),
+                                         "event": event})
+    except Exception:  # noqa: BLE001 — logged, and clients re-sync over REST on a sequence gap
+        logger.exception("live feed publish failed for series %s", series_id)
+
+
+def publish_points(series_id: int, points: Points) -> None:
+    """One event per stored batch: [ts_ms, *columns] rows (the latest MAX_POINTS_PER_EVENT)."""
+    n = len(points)
+    keep = slice(max(0, n - MAX_POINTS_PER_EVENT), n)
+    order = np.argsort(points.ts[keep], kind="stable")
+    columns = list(VALUE_COLUMNS[points.kind])
+    rows = [(points.ts[keep][order] // 1000).tolist()] + [points.values[c][keep][order].tolist() for c in columns]
+    publish(series_id, {"type": EVENT_TYPES[points.kind], "series": series_id, "columns": ["ts", *columns],
+                        "points": [list(r) for r in zip(*rows, strict=True)], "count": n,
+                        "truncated": n > MAX_POINTS_PER_EVENT})

@@ -1,0 +1,84 @@
+"""Series and watchlists. Points live in the time-series store (watchlists/store/), not here."""
+
+from django.db import models
+
+from accounts.querysets import TenantModel
+
+
+class SeriesKind(models.TextChoices):
+    TRADE = "trade", "trades (ticks)"
+    BAR = "bar", "OHLCV bars"
+    METRIC = "metric", "numeric metric"
+
+
+class Series(TenantModel):
+    """One instrument or metric of an organization."""
+
+    symbol = models.CharField(max_length=64, help_text="e.g. SPY, or a metric name like pump-7.temp")
+    kind = models.CharField(max_length=8, choices=SeriesKind.choices, default=SeriesKind.BAR)
+    # exchange_calendars code (XNYS, XNAS, XLON, ...); blank for series without trading sessions.
+    exchange = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=200, blank=True, default="")
+    # Bars' own interval, when known (60 for 1-minute bars); ticks and metrics have none.
+    bar_seconds = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_point_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "symbol"], name="uniq_series_symbol")]
+        indexes = [models.Index(fields=["organization", "symbol"])]
+        verbose_name_plural = "series"
+
+    def __str__(self):
+        return self.symbol
+
+    @property
+    def is_market(self) -> bool:
+        return bool(self.exchange)
+
+
+class Watchlist(TenantModel):
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True, default="")
+    series = models.ManyToManyField(Series, through="WatchlistItem", related_name="watchlists")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_watchlist_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class WatchlistItem(TenantModel):
+    """A series on a watchlist; carries organization_id like every tenant table (Citus-ready)."""
+
+    watchlist = models.ForeignKey(Watchlist, on_delete=models.CASCADE, related_name="items")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["watchlist", "series"], name="uniq_watchlist_item")]
+
+    def __str__(self):
+        return f"{self.watchlist_id}:{self.series_id}"
+
+
+class IngestBatch(TenantModel):
+    """One accepted batch, remembered by its idempotency key so a re-sent batch stores nothing.
+
+    Keys: the client's Idempotency-Key header, or for import_csv "file:<sha256>:<row offset>"."""
+
+    key = models.CharField(max_length=200)
+    series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    rows = models.PositiveIntegerField()
+    first_ts = models.DateTimeField(null=True)
+    last_ts = models.DateTimeField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="uniq_ingest_key")]
+
+    def __str__(self):
+        return self.key
+from .providers.models import *  # noqa: E402,F401,F403

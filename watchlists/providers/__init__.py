@@ -1,0 +1,1 @@
+"""Market-data providers (Alpha Vantage, Polygon, file replay) behind one interface."""

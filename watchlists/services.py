@@ -1,0 +1,233 @@
+"""Series, watchlists and ingest. Keyword-only, actor first; each service checks its own rights."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from accounts.errors import InvalidError
+from accounts.tenancy import Actor
+
+from . import calendars, live, metrics
+from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
+from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
+from .signals import points_stored
+from .store import reader
+from .store.partitions import ensure_partitions
+from .store.rollups import RESOLUTIONS
+from .store.schema import RAW_TABLES
+from .store.timeconv import from_us
+from .store.writer import VALUE_COLUMNS, Points, write_points
+
+logger = logging.getLogger(__name__)
+
+
+def max_batch_rows() -> int:
+    return getattr(settings, "INGEST_MAX_BATCH_ROWS", 100_000)
+
+
+def series_timezone(series: Series) -> str:
+    return calendars.timezone_of(series.exchange) if series.exchange else "UTC"
+
+
+def _check_series_fields(kind: str, exchange: str) -> None:
+    if kind not in SeriesKind.values:
+        raise InvalidError(f"Unknown kind '{kind}'.", details={"kind": [f"Choose one of {SeriesKind.values}."]})
+    if exchange and not calendars.valid_exchange(exchange):
+        raise InvalidError(f"Unknown exchange calendar '{exchange}'.",
+                           details={"exchange": ["Use an exchange_calendars code such as XNYS, XNAS or XLON."]})
+
+
+def create_series(*, actor: Actor, symbol: str, kind: str = SeriesKind.BAR, exchange: str = "",
+                  name: str = "", bar_seconds: int | None = None) -> Series:
+    """Creates a series in the actor's organization; symbols are unique per organization."""
+    actor.require("change")
+    symbol = (symbol or "").strip()
+    if not symbol:
+        raise InvalidError("A series needs a symbol.", details={"symbol": ["This field is required."]})
+    exchange = (exchange or "").strip().upper()
+    _check_series_fields(kind, exchange)
+    try:
+        with transaction.atomic():
+            return Series.objects.create(organization_id=actor.organization_id, symbol=symbol, kind=kind,
+                                         exchange=exchange, name=name, bar_seconds=bar_seconds)
+    except IntegrityError:
+        raise SeriesConflict(f"A series with symbol '{symbol}' already exists.") from None
+
+
+def update_series(*, actor: Actor, series: Series, **fields) -> Series:
+    actor.require("change")
+    if "kind" in fields and fields["kind"] != series.kind and series.last_point_at is not None:
+        raise InvalidError("The kind of a series with stored points cannot change; create a new series.",
+                           details={"kind": ["Series already has points."]})
+    for name, value in fields.items():
+        setattr(series, name, value.strip().upper() if name == "exchange" else value)
+    _check_series_fields(series.kind, series.exchange)
+    try:
+        with transaction.atomic():
+            series.save()
+    except IntegrityError:
+        raise SeriesConflict(f"A series with symbol '{series.symbol}' already exists.") from None
+    return series
+
+
+def delete_series(*, actor: Actor, series: Series) -> None:
+    """Deletes a series and its stored points (raw, rollups, features)."""
+    actor.require("change")
+    from django.db import connection
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in (*RAW_TABLES.values(), "watchlists_rollup", "watchlists_feature"):
+            cursor.execute(f"DELETE FROM {table} WHERE series_id = %s", [series.pk])
+        series.delete()
+
+
+def _scoped_series(actor: Actor, series_ids) -> list[Series]:
+    ids = list(dict.fromkeys(series_ids))
+    found = {s.pk: s for s in Series.objects.for_actor(actor, "view").filter(pk__in=ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InvalidError("Unknown series.", details={"series": [f"No series with id {i}." for i in missing]})
+    return [found[i] for i in ids]
+
+
+@transaction.atomic
+def save_watchlist(*, actor: Actor, watchlist: Watchlist | None = None, name: str | None = None,
+                   description: str | None = None, series_ids=None) -> Watchlist:
+    """Creates (watchlist=None) or updates a watchlist; series_ids replaces its series."""
+    actor.require("change")
+    if watchlist is None:
+        watchlist = Watchlist(organization_id=actor.organization_id)
+    if name is not None:
+        watchlist.name = name.strip()
+    if description is not None:
+        watchlist.description = description
+    if not watchlist.name:
+        raise InvalidError("A watchlist needs a name.", details={"name": ["This field is required."]})
+    try:
+        with transaction.atomic():
+            watchlist.save()
+    except IntegrityError:
+        raise SeriesConflict(f"A watchlist named '{watchlist.name}' already exists.") from None
+    if series_ids is not None:
+        series = _scoped_series(actor, series_ids)
+        WatchlistItem.objects.filter(watchlist=watchlist).exclude(series__in=series).delete()
+        existing = set(WatchlistItem.objects.filter(watchlist=watchlist).values_list("series_id", flat=True))
+        WatchlistItem.objects.bulk_create([
+            WatchlistItem(organization_id=actor.organization_id, watchlist=watchlist, series=s)
+            for s in series if s.pk not in existing])
+    return watchlist
+
+
+def series_by_symbol(*, actor: Actor, symbols) -> dict[str, Series]:
+    found = {s.symbol: s for s in Series.objects.for_actor(actor, "view").filter(symbol__in=list(symbols))}
+    unknown = [s for s in symbols if s not in found]
+    if unknown:
+        raise UnknownSymbol(f"Unknown symbol(s): {', '.join(unknown[:20])}. Create the series first.",
+                            details={"errors": [{"row": 0, "column": "symbol", "reason": f"unknown symbol '{s}'"}
+                                                for s in unknown[:100]], "total_errors": len(unknown)})
+    return found
+
+
+@dataclass
+class IngestResult:
+    series_id: int
+    received: int
+    stored: int
+    duplicate: bool = False
+    first_ts: str | None = None
+    last_ts: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_key: str | None = None,
+           max_rows: int | None = -1) -> list[IngestResult]:
+    """Stores validated batches for one or more series atomically: all or nothing.
+
+    Idempotent by `idempotency_key` (per organization): a key seen before stores nothing and
+    answers duplicate=True. Bars and metrics are also idempotent by (series, ts) on their own.
+    Detection is notified (points_stored) after commit. max_rows: -1 = the request limit
+    (INGEST_MAX_BATCH_ROWS), None = no limit (bulk imports chunk by themselves)."""
+    actor.require("ingest")
+    limit = max_batch_rows() if max_rows == -1 else max_rows
+    total = sum(len(p) for _, p in batches)
+    if limit is not None and total > limit:
+        raise BatchTooLarge(f"The batch has {total} points; the limit is {limit} per request. "
+                            "Split it into smaller batches.", details={"limit_rows": limit})
+    for series, points in batches:
+        if series.organization_id != actor.organization_id:  # defensive: callers pass scoped series
+            raise UnknownSymbol("Unknown series.")
+        if points.kind != series.kind:
+            raise InvalidError(f"Series {series.symbol} holds {series.kind} points, not {points.kind}.")
+    if idempotency_key and IngestBatch.objects.filter(organization_id=actor.organization_id,
+                                                      key=idempotency_key).exists():
+        metrics.BATCHES.labels("duplicate").inc()
+        return [IngestResult(s.pk, len(p), 0, duplicate=True) for s, p in batches]
+    for series, points in batches:
+        if len(points):
+            ensure_partitions(RAW_TABLES[series.kind], from_us(points.ts.min()), from_us(points.ts.max()))
+    try:
+        with metrics.INGEST_SECONDS.time():
+            results = _store(actor, batches, idempotency_key)
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            metrics.BATCHES.labels("duplicate").inc()
+            return [IngestResult(s.pk, len(p), 0, duplicate=True) for s, p in batches]
+        raise
+    metrics.BATCHES.labels("stored").inc()
+    for (series, _), result in zip(batches, results, strict=True):
+        metrics.POINTS_INGESTED.labels(series.kind).inc(result.received)
+    return results
+
+
+@transaction.atomic
+def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
+    if idempotency_key:
+        IngestBatch.objects.create(organization_id=actor.organization_id, key=idempotency_key,
+                                   series=batches[0][0] if len(batches) == 1 else None,
+                                   rows=sum(len(p) for _, p in batches))
+    results = []
+    for series, points in batches:
+        if not len(points):
+            results.append(IngestResult(series.pk, 0, 0))
+            continue
+        stored = write_points(series.organization_id, series.pk, points)
+        first, last = int(points.ts.min()), int(points.ts.max())
+        last_dt = from_us(last)
+        Series.objects.filter(pk=series.pk).update(last_point_at=_later(series.last_point_at, last_dt))
+        results.append(IngestResult(series.pk, len(points), stored, first_ts=from_us(first).isoformat(),
+                                    last_ts=last_dt.isoformat()))
+        transaction.on_commit(_announce(series, points, first, last))
+    return results
+
+
+def _later(current, candidate):
+    return candidate if current is None or candidate > current else current
+
+
+def _announce(series: Series, points: Points, first: int, last: int):
+    """After commit: live subscribers first (lowest latency), then detection, then rollups."""
+    def send():
+        from .tasks import refresh_rollups
+
+        live.publish_points(series.pk, points)
+        points_stored.send(sender=Series, organization_id=series.organization_id, series_id=series.pk,
+                           start_us=first, end_us=last, rows=len(points))
+        refresh_rollups.delay(series.pk, series.organization_id, first, last)
+    return send
+
+
+def read_points(series: Series, resolution: str, start_us: int, end_us: int, limit: int):
+    """(data, columns) for a resolution; raw bars are served when they are already that coarse."""
+    seconds = RESOLUTIONS.get(resolution)
+    raw_is_enough = series.kind == "bar" and series.bar_seconds and seconds and seconds <= series.bar_seconds
+    if resolution == "raw" or raw_is_enough:
+        columns = list(VALUE_COLUMNS[series.kind])
+        return reader.read_raw(series.pk, series.kind, start_us, end_us, limit + 1), columns
+    columns = list(reader.ROLLUP_COLUMNS)
+    return reader.read_rollup(series.pk, seconds, start_us, end_us, limit + 1), columns

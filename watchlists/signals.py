@@ -1,0 +1,9 @@
+"""What watchlists announces. Detection listens; watchlists never imports detection.
+
+points_stored(organization_id, series_id, start_us, end_us, rows): sent after the transaction
+that stored a batch commits; start/end are the batch's first and last times (µs UTC).
+"""
+
+from django.dispatch import Signal
+
+points_stored = Signal()

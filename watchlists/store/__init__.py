@@ -1,0 +1,1 @@
+"""The time-series store: raw points (partitioned on PostgreSQL), rollups and features."""

@@ -1,0 +1,44 @@
+"""Creates time partitions ahead of writes (PostgreSQL only).
+
+Partitions are created in their own short transaction *before* the write transaction: creating a
+partition locks the parent table, and holding that lock for a whole batch would stall every other
+writer."""
+
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+
+from .schema import PARTITION_SPAN, partitions_between
+
+_known: set[str] = set()
+
+
+def ensure_partitions(table: str, first: datetime, last: datetime) -> None:
+    if connection.vendor != "postgresql":
+        return
+    needed = [p for p in partitions_between(table, first, last) if p[0] not in _known]
+    if not needed:
+        return
+    # Normally called outside any transaction; inside one (tests, nested services) the partition
+    # commits or rolls back with it, so it is not cached as known.
+    committed = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Serialises concurrent creators: without it two workers race on the catalog and one fails.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('anomalyhub.partitions'))")
+        for name, start, end in needed:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
+                           f"FOR VALUES FROM (%s) TO (%s)", [start, end])
+    if committed:
+        _known.update(name for name, _, _ in needed)
+
+
+def ensure_partitions_ahead(months: int = 2) -> None:
+    """Creates partitions for now .. now + months for every raw table (beat task)."""
+    now = datetime.now(UTC)
+    for table in PARTITION_SPAN:
+        ensure_partitions(table, now - timedelta(days=1), now + timedelta(days=31 * months))
+
+
+def forget_known_partitions() -> None:
+    """Tests drop and recreate tables; the cache must not outlive them."""
+    _known.clear()

@@ -1,0 +1,65 @@
+"""Reads from the store as numpy columns, times as int64 µs UTC, ascending."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db import connection
+
+from .schema import FEATURE_COLUMNS, FEATURE_TABLE, RAW_TABLES, ROLLUP_TABLE
+from .timeconv import from_us
+from .writer import VALUE_COLUMNS
+
+ROLLUP_COLUMNS = ("open", "high", "low", "close", "volume", "trade_count", "vwap")
+
+
+def _ts_select() -> str:
+    # Epoch microseconds as an integer on both engines, so the rest of the code is engine-free.
+    return "(extract(epoch from ts) * 1000000)::bigint" if connection.vendor == "postgresql" else "ts"
+
+
+def _bound(us: int):
+    return from_us(us) if connection.vendor == "postgresql" else int(us)
+
+
+def _select(table: str, columns: tuple[str, ...], series_id: int, start_us: int, end_us: int,
+            limit: int | None, extra_where: str = "", extra_params=()) -> dict[str, np.ndarray]:
+    sql = (f"SELECT {_ts_select()}, {', '.join(columns)} FROM {table} "
+           f"WHERE series_id = %s AND ts >= %s AND ts < %s {extra_where} ORDER BY ts")
+    params = [series_id, _bound(start_us), _bound(end_us), *extra_params]
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _arrays(cursor.fetchall(), columns)
+
+
+def _arrays(rows: list[tuple], columns) -> dict[str, np.ndarray]:
+    out = {"ts": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))}
+    for i, name in enumerate(columns, start=1):
+        out[name] = np.array([r[i] for r in rows], dtype=np.float64) if rows else np.empty(0)
+    return out
+
+
+def read_raw(series_id: int, kind: str, start_us: int, end_us: int, limit: int | None = None):
+    columns = VALUE_COLUMNS[kind]
+    return _select(RAW_TABLES[kind], columns, series_id, start_us, end_us, limit)
+
+
+def read_rollup(series_id: int, resolution: int, start_us: int, end_us: int, limit: int | None = None):
+    return _select(ROLLUP_TABLE, ROLLUP_COLUMNS, series_id, start_us, end_us, limit,
+                   "AND resolution = %s", [resolution])
+
+
+def read_features(series_id: int, start_us: int, end_us: int, limit: int | None = None):
+    return _select(FEATURE_TABLE, tuple(FEATURE_COLUMNS), series_id, start_us, end_us, limit)
+
+
+def read_raw_before(series_id: int, kind: str, before_us: int, n: int) -> dict[str, np.ndarray]:
+    """The last n raw points strictly before `before_us`, ascending (context to warm a model)."""
+    columns = VALUE_COLUMNS[kind]
+    sql = (f"SELECT {_ts_select()}, {', '.join(columns)} FROM {RAW_TABLES[kind]} "
+           f"WHERE series_id = %s AND ts < %s ORDER BY ts DESC LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [series_id, _bound(before_us), n])
+        return _arrays(cursor.fetchall()[::-1], columns)

@@ -1,0 +1,122 @@
+"""1-minute, 5-minute and 1-hour OHLCV rollups and the feature table, kept up to date.
+
+A batch (including late or out-of-order data) marks the hours it touched; those hours are
+recomputed from the raw points in full, so the rollup of a bucket never depends on the order in
+which its points arrived. Features downstream of a changed minute are recomputed too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+
+from watchlists.features import compute_features
+
+from .reader import read_raw, read_rollup
+from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE
+from .timeconv import US, floor_us
+
+RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}
+# Features look back at most 20 one-minute periods (volume_ratio) and 15 minutes (vwap/vol).
+FEATURE_LOOKBACK_US = 25 * 60 * US
+FEATURE_HORIZON_US = 25 * 60 * US
+
+
+def _aggregate(kind: str, raw: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarray]:
+    """OHLCV per bucket with numpy reductions over the (ts-sorted) raw rows."""
+    buckets = floor_us(raw["ts"], seconds)
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], len(buckets)] - 1
+    if kind == "trade":
+        price, size = raw["price"], raw["size"]
+        o, h, low, c, v = price, price, price, price, size
+        counts = np.diff(np.r_[starts, len(buckets)]).astype(np.float64)
+        pv = np.add.reduceat(price * size, starts)
+    elif kind == "bar":
+        o, h, low, c, v = raw["open"], raw["high"], raw["low"], raw["close"], raw["volume"]
+        counts = np.full(len(starts), np.nan)
+        pv = np.add.reduceat(raw["close"] * raw["volume"], starts)
+    else:
+        o = h = low = c = raw["value"]
+        v = None
+        counts = np.diff(np.r_[starts, len(buckets)]).astype(np.float64)
+        pv = None
+    volume = np.add.reduceat(v, starts) if v is not None else np.full(len(starts), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = pv / volume if pv is not None else np.full(len(starts), np.nan)
+    return {"ts": buckets[starts], "open": o[starts], "high": np.maximum.reduceat(h, starts),
+            "low": np.minimum.reduceat(low, starts), "close": c[ends], "volume": volume,
+            "trade_count": counts, "vwap": np.where(np.isfinite(vwap), vwap, np.nan)}
+
+
+def _replace_rows(table: str, organization_id: int, series_id: int, start_us: int, end_us: int,
+                  columns: list[str], data: dict[str, np.ndarray], extra: dict | None = None) -> None:
+    """Deletes the range and inserts the recomputed rows (one transaction, so readers never see a hole)."""
+    from .reader import _bound
+
+    extra = extra or {}
+    where = "series_id = %s AND ts >= %s AND ts < %s" + "".join(f" AND {k} = %s" for k in extra)
+    n = len(data["ts"])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {where}",
+                       [series_id, _bound(start_us), _bound(end_us), *extra.values()])
+        if not n:
+            return
+        names = ["organization_id", "series_id", "ts", *extra, *columns]
+        ts = data["ts"]
+        if connection.vendor == "postgresql":
+            ts = [_bound(t) for t in ts.tolist()]
+        else:
+            ts = ts.tolist()
+        values = [[None if (isinstance(x, float) and np.isnan(x)) else x for x in data[c].tolist()] for c in columns]
+        rows = [(organization_id, series_id, t, *extra.values(), *vals) for t, *vals in zip(ts, *values, strict=True)]
+        marks = ", ".join("%s" for _ in names)
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
+
+
+def refresh_rollups(series, start_us: int, end_us: int) -> None:
+    """Recomputes every rollup bucket and feature row that [start_us, end_us] can affect."""
+    lo = int(floor_us(start_us, 3600))
+    hi = int(floor_us(end_us, 3600)) + 3600 * US
+    raw = read_raw(series.pk, series.kind, lo, hi)
+    for seconds in RESOLUTIONS.values():
+        if series.kind == "bar" and series.bar_seconds and seconds <= series.bar_seconds:
+            continue  # a rollup no coarser than the bars themselves is just the bars
+        agg = _aggregate(series.kind, raw, seconds) if len(raw["ts"]) else {"ts": np.empty(0, np.int64)}
+        _replace_rows(ROLLUP_TABLE, series.organization_id, series.pk, lo, hi,
+                      ["open", "high", "low", "close", "volume", "trade_count", "vwap"], agg,
+                      {"resolution": seconds})
+    if series.kind != "metric":
+        refresh_features(series, start_us, end_us)
+
+
+def minute_bars(series, start_us: int, end_us: int) -> pd.DataFrame:
+    """1-minute bars of a series: the rollup, or the raw bars when they are 1-minute bars."""
+    if series.kind == "bar" and series.bar_seconds == 60:
+        data = read_raw(series.pk, "bar", start_us, end_us)
+        data["trade_count"] = np.full(len(data["ts"]), np.nan)
+    else:
+        data = read_rollup(series.pk, 60, start_us, end_us)
+    frame = pd.DataFrame({k: v for k, v in data.items() if k != "vwap"})
+    if frame["trade_count"].isna().all():
+        frame = frame.drop(columns=["trade_count"])
+    frame["ts"] = frame["ts"].astype("int64") * 1000  # µs -> ns for the features module
+    return frame
+
+
+def refresh_features(series, start_us: int, end_us: int) -> None:
+    if series.kind == "bar" and series.bar_seconds not in (None, 60):
+        return  # the feature table is defined on 1-minute bars
+    lo = int(floor_us(start_us, 60))
+    hi = int(floor_us(end_us, 60)) + FEATURE_HORIZON_US
+    bars = minute_bars(series, lo - FEATURE_LOOKBACK_US, hi)
+    if bars.empty:
+        return
+    features = compute_features(bars)
+    ts_us = bars["ts"].to_numpy() // 1000
+    keep = (ts_us >= lo) & (ts_us < hi)
+    data = {"ts": ts_us[keep]}
+    for column in FEATURE_COLUMNS:
+        data[column] = features[column].to_numpy(dtype=np.float64)[keep]
+    _replace_rows(FEATURE_TABLE, series.organization_id, series.pk, lo, hi, list(FEATURE_COLUMNS), data)
