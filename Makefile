@@ -9,7 +9,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/3
 
 ASSETS := frontend/static/dist/.built
 
-.PHONY: run test test-slow bench eval lint services install assets browser clean
+.PHONY: run test test-slow bench eval load lint services install assets browser clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11"; exit 1; }

@@ -19,3 +19,5 @@ app.conf.task_routes = {
     "alerts.*": {"queue": "alerts"},
 }
 app.autodiscover_tasks()
+# Provider tasks live in a sub-package that autodiscovery of the app list does not reach.
+app.autodiscover_tasks(["watchlists.providers"])

@@ -148,6 +148,13 @@ CELERY_BEAT_SCHEDULE = {
     "partitions-ahead": {"task": "watchlists.ensure_partitions", "schedule": 6 * 3600.0},
     # After the US close and the daily imports (providers issue refines this to the exchange calendar).
     "nightly-training": {"task": "detection.train_nightly", "schedule": crontab(hour=2, minute=30)},
+    # Held (quiet hours, grouping windows) and failed-but-retryable deliveries.
+    "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
+    # Seed 000's daily import after the US close; each run imports only sessions that closed.
+    "provider-daily-import": {"task": "watchlists.providers.daily_import",
+                              "schedule": crontab(minute=45, hour="20-23")},
+    # Seed 001's daily gap detection and auto-backfill.
+    "provider-gap-fill": {"task": "watchlists.providers.detect_gaps", "schedule": crontab(minute=30, hour=1)},
 }
 
 # --- Auth ----------------------------------------------------------------------------
@@ -238,11 +245,17 @@ DETECTION_DEVICE = env_str("DETECTION_DEVICE", "cpu")
 # Messages per detection chunk: each chunk commits anomalies + engine snapshots + cursor together.
 DETECTION_SNAPSHOT_INTERVAL = env_int("DETECTION_SNAPSHOT_INTERVAL", 10_000)
 INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
+# A webhook is disabled (and its owner told) after this many consecutive failed deliveries.
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
+# Threads serving HTTP requests in one ASGI process (anomalyhub/asgi.py); each holds a DB connection.
+HTTP_THREADS = env_int("HTTP_THREADS", 16)
 
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and Prometheus scrape over plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

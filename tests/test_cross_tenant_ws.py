@@ -16,6 +16,7 @@ from tests.factories import (
     UserFactory,
     WatchlistFactory,
 )
+from tests.graphql.ws_isolation import check_graphql
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -45,7 +46,7 @@ async def check_live(path, ids):
     await client.disconnect()
 
 
-CHECKS = {"ws/v1/live/": check_live}
+CHECKS = {"ws/v1/live/": check_live, "graphql/": check_graphql}
 
 
 def test_every_websocket_route_has_an_isolation_check():

@@ -51,7 +51,7 @@ def backoff_seconds(attempt: int, retry_after: float | None = None, rand=random.
 
 
 def disable_after() -> int:
-    return getattr(settings, "WEBHOOK_DISABLE_AFTER", 25)
+    return settings.WEBHOOK_DISABLE_AFTER
 
 
 def enqueue(notifications, now: datetime | None = None, inline: int = 0) -> None:
