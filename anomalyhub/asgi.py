@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django's WSGI handler on a thread pool, WebSockets through Channels."""
 
+import inspect
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +21,8 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 # ~5% 500s under load). A fixed pool runs requests in parallel, and each worker thread keeps its
 # own database connection, so CONN_MAX_AGE reuses connections as under a threaded WSGI server.
 _POOL = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
-_run_wsgi_app = WsgiToAsgiInstance.run_wsgi_app.func
+# The plain function under asgiref's @sync_to_async (3.13 wraps it in a partial of SyncToAsync.__call__).
+_run_wsgi_app = inspect.unwrap(WsgiToAsgiInstance.run_wsgi_app)
 
 
 class _PooledInstance(WsgiToAsgiInstance):
