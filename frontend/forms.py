@@ -1,6 +1,11 @@
 from django import forms
 
 from accounts.models import ApiKeyScope
+from alerts.models import Target
+from detection.models import Severity
+from watchlists.models import SeriesKind
+
+from . import replays
 
 
 class OrganizationForm(forms.Form):
@@ -10,3 +15,66 @@ class OrganizationForm(forms.Form):
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, label="Key name")
     scope = forms.ChoiceField(choices=ApiKeyScope.choices, label="Scope")
+
+
+class WatchlistForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Watchlist name")
+    description = forms.CharField(required=False, label="Description", widget=forms.Textarea(attrs={"rows": 2}))
+    symbols = forms.CharField(
+        required=False, label="Symbols", help_text="Separated by spaces or commas, e.g. SPY AAPL. "
+        "Symbols you do not have yet are created as new series; leaving one out removes it from the list.")
+    kind = forms.ChoiceField(choices=SeriesKind.choices, initial=SeriesKind.TRADE, label="Kind of new series")
+    exchange = forms.CharField(max_length=16, required=False, initial="XNYS", label="Exchange of new series",
+                               help_text="An exchange calendar code (XNYS, XNAS, XLON); blank for non-market metrics.")
+
+    def clean_symbols(self):
+        raw = self.cleaned_data["symbols"].replace(",", " ").split()
+        return list(dict.fromkeys(s.strip().upper() for s in raw if s.strip()))
+
+
+class ReplayForm(forms.Form):
+    file = forms.ChoiceField(label="Demo data")
+    speed = forms.TypedChoiceField(choices=[(s, f"{s}x real time") for s in replays.SPEEDS], coerce=int,
+                                   initial=60, label="Speed")
+
+    def __init__(self, *args, series, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].choices = [(f.key, f.label) for f in replays.files_for(series)]
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Rule name")
+    metrics = forms.CharField(label="Metrics", widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                              help_text="Boolean expressions separated by ';', e.g. "
+                                        "abs(price - prev(price)) > 0.1; size > 100000")
+    target = forms.ChoiceField(label="Watches")
+    window_size = forms.IntegerField(required=False, min_value=1, label="Window (ms)",
+                                     help_text="Optional: evaluate aggregates over windows of this length.")
+    step = forms.IntegerField(required=False, min_value=1, label="Step (ms)")
+    severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.MEDIUM, label="Severity")
+    enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
+
+    def __init__(self, *args, series, watchlists, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = ([(f"series:{s.pk}", f"Series {s.symbol}") for s in series]
+                                         + [(f"watchlist:{w.pk}", f"Watchlist {w.name}") for w in watchlists])
+
+
+class SubscriptionForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False, label="Name")
+    target = forms.ChoiceField(label="Alert me about")
+    min_severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.LOW, label="Minimum severity")
+    email = forms.BooleanField(required=False, initial=True, label="By email")
+    webhook = forms.ChoiceField(required=False, label="By webhook")
+    cooldown_seconds = forms.IntegerField(min_value=0, initial=0, label="Cooldown per series (seconds)")
+    enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
+
+    def __init__(self, *args, choices, webhooks, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(Target.EVERYTHING, "Every anomaly in the organization"), *choices]
+        self.fields["webhook"].choices = [("", "— no webhook —"), *((str(w.pk), w.url) for w in webhooks)]
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(max_length=2000, label="URL", assume_scheme="https")
+    description = forms.CharField(max_length=200, required=False, label="Description")

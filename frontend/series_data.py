@@ -12,7 +12,6 @@ from watchlists.models import Series
 from watchlists.services import read_points
 from watchlists.store.timeconv import to_us
 
-
 RESOLUTIONS = ("1m", "5m", "1h")
 
 

@@ -2,18 +2,23 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
 from accounts.errors import ServiceError
 from accounts.models import ApiKey
 from accounts.tenancy import SESSION_ORG_KEY, actor_for_request, actor_for_user
+from detection.models import Anomaly, Feedback, Rule
+from detection.services.anomalies import label_anomaly
 from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist
 
-from . import charts, series_data
-from .forms import ApiKeyForm, OrganizationForm
+from . import replays, series_data
+from .forms import ApiKeyForm, OrganizationForm, ReplayForm
+from .watchlist_views import series_rows
 
 
 @login_required
@@ -22,18 +27,12 @@ def home(request):
     if actor.organization_id is None:
         return redirect("frontend:org-new")
     watchlists = Watchlist.objects.for_actor(actor).order_by("name").prefetch_related("items__series")
-    rows = [(wl, [_sparkline(series_data.latest_day(item.series, max_anomalies=0))
-                  for item in wl.items.all()]) for wl in watchlists]
-    unlisted = Series.objects.for_actor(actor).filter(watchlists__isnull=True).order_by("symbol")
-    unlisted_views = [_sparkline(series_data.latest_day(s, max_anomalies=0)) for s in unlisted]
-    live_series = sorted({v.series.pk for _, views in rows for v in views} | {v.series.pk for v in unlisted_views})
-    return render(request, "frontend/home.html", {"watchlists": rows, "unlisted": unlisted_views,
-                                                  "live_series": live_series})
-
-
-def _sparkline(view):
-    view.path = charts.line_path(view.closes, 160, 36)
-    return view
+    rows = [(wl, series_rows(actor, [item.series for item in wl.items.all()])) for wl in watchlists]
+    unlisted = series_rows(actor, list(Series.objects.for_actor(actor).filter(watchlists__isnull=True)
+                                       .order_by("symbol")))
+    live_series = sorted({v.series.pk for _, views in rows for v in views} | {v.series.pk for v in unlisted})
+    return render(request, "frontend/home.html", {"watchlists": rows, "unlisted": unlisted,
+                                                  "live_series": live_series, "can_change": actor.can("change")})
 
 
 @login_required
@@ -43,7 +42,62 @@ def series_detail(request, series_id):
     view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"))
     return render(request, "frontend/series.html", {
         "view": view, "chart_data": _chart_data(view), "resolutions": series_data.RESOLUTIONS,
-        "tz": watchlist_services.series_timezone(series)})
+        "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
+        "replay": replays.progress(series), "can_ingest": actor.can("ingest"),
+        "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
+
+
+@login_required
+def series_replay(request, series_id):
+    """GET: the replay's progress as JSON (the page polls it); POST: start or stop a replay."""
+    actor = actor_for_request(request)
+    series = get_object_or_404(Series.objects.for_actor(actor), pk=series_id)
+    if request.method != "POST":
+        state = replays.progress(series)
+        return JsonResponse({k: state.get(k) for k in ("state", "sent", "total", "file", "error")})
+    try:
+        if "stop" in request.POST:
+            replays.stop_replay(actor=actor, series=series)
+            messages.info(request, "Stopping the replay after its current batch.")
+        else:
+            form = ReplayForm(request.POST, series=series)
+            if not form.is_valid():
+                raise ServiceError("Choose a demo file and a speed.")
+            replays.start_replay(actor=actor, series=series, file_key=form.cleaned_data["file"],
+                                 speed=form.cleaned_data["speed"])
+            messages.success(request, "Replay started: points appear on the chart as they are stored.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:series", series.pk)
+
+
+@login_required
+def anomaly_detail(request, anomaly_id):
+    actor = actor_for_request(request)
+    anomaly = get_object_or_404(Anomaly.objects.for_actor(actor).select_related("series", "rule", "detector"),
+                                pk=anomaly_id)
+    return render(request, "frontend/anomaly.html", {
+        "anomaly": anomaly, "labels": Feedback.choices, "can_change": actor.can("change")})
+
+
+@login_required
+@require_POST
+def anomaly_feedback(request, anomaly_id):
+    actor = actor_for_request(request)
+    anomaly = get_object_or_404(Anomaly.objects.for_actor(actor), pk=anomaly_id)
+    label = request.POST.get("label", "")
+    if label not in Feedback.values:
+        messages.error(request, f"Unknown label '{label}'; use one of the buttons.")
+    else:
+        try:
+            label_anomaly(actor=actor, anomaly_id=anomaly.pk, label=label)
+            messages.success(request, f"Marked as {Feedback(label).label.lower()}.")
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
+    return redirect("frontend:anomaly", anomaly.pk)
 
 
 def _chart_data(view) -> dict:

@@ -1,5 +1,7 @@
 """The signed-in pages show the organization's real data, and only its own."""
 
+import json
+
 import pytest
 
 from tests.detection.conftest import EXAMPLE_TEMPS
@@ -26,8 +28,11 @@ def test_home_lists_series_with_last_value_and_sparkline(alice_client, sensor_wi
 
 
 def test_series_page_draws_the_chart_with_anomaly_markers(alice_client, sensor_with_data):
-    html = alice_client.get(f"/series/{sensor_with_data.pk}/").content.decode()
-    assert 'class="chart"' in html and html.count('class="marker') == 1 and "value &gt; 65" in html
+    response = alice_client.get(f"/series/{sensor_with_data.pk}/")
+    html = response.content.decode()
+    data = json.loads(html.split('<script id="chart-data" type="application/json">')[1].split("</script>")[0])
+    assert 'id="chart"' in html and len(data["bars"]["time"]) == len(data["bars"]["close"]) > 0
+    assert [(a["text"], a["severity"]) for a in data["anomalies"]] == [("value > 65", "medium")]
 
 
 def test_series_page_of_another_org_is_404(carol_client, sensor_with_data):

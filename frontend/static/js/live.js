@@ -29,9 +29,15 @@
       if (empty) empty.remove();
       const row = document.createElement("tr");
       row.className = "new";
-      for (const text of [event.ts.replace("T", " ").replace("Z", ""), event.text, event.severity, "—"]) {
+      const link = document.createElement("a");
+      link.href = `/anomalies/${event.id}/`;
+      link.textContent = event.ts.replace("T", " ").replace("Z", "").slice(0, 19);
+      const badge = document.createElement("span");
+      badge.className = `badge ${event.severity}`;
+      badge.textContent = event.severity;
+      for (const content of [link, event.text, badge, "—"]) {
         const cell = document.createElement("td");
-        cell.textContent = text;
+        cell.append(content);
         row.appendChild(cell);
       }
       tbody.prepend(row);

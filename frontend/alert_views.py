@@ -1,0 +1,145 @@
+"""Alerts: my subscriptions, webhook endpoints with test-send, and the delivery log."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.errors import ServiceError
+from accounts.tenancy import actor_for_request
+from alerts.models import AlertSubscription, Channel, Notification, Target, WebhookEndpoint
+from alerts.services import subscriptions, webhooks
+from detection.models import Rule
+from watchlists.models import Series, Watchlist
+
+from .forms import SubscriptionForm, WebhookForm
+
+TARGET_MODELS = {Target.SERIES: Series, Target.WATCHLIST: Watchlist, Target.RULE: Rule}
+
+
+def _choices(actor) -> list[tuple[str, str]]:
+    return ([(f"series:{s.pk}", f"Series {s.symbol}") for s in Series.objects.for_actor(actor).order_by("symbol")]
+            + [(f"watchlist:{w.pk}", f"Watchlist {w.name}") for w in Watchlist.objects.for_actor(actor).order_by("name")]
+            + [(f"rule:{r.pk}", f"Rule {r.name}") for r in Rule.objects.for_actor(actor).order_by("name")])
+
+
+def _form(actor, data=None, initial=None):
+    return SubscriptionForm(data, initial=initial, choices=_choices(actor),
+                            webhooks=WebhookEndpoint.objects.for_actor(actor).order_by("url"))
+
+
+def _initial(sub: AlertSubscription) -> dict:
+    target = sub.target
+    if target in TARGET_MODELS:
+        target = f"{target}:{getattr(sub, f'{target}_id')}"
+    return {"name": sub.name, "target": target, "min_severity": sub.min_severity,
+            "email": Channel.EMAIL in sub.channels, "webhook": str(sub.webhook_id or ""),
+            "cooldown_seconds": sub.cooldown_seconds, "enabled": sub.enabled}
+
+
+def _apply(actor, sub: AlertSubscription, data: dict) -> None:
+    kind, _, pk = data["target"].partition(":")
+    sub.target = kind
+    for name in subscriptions.TARGET_FIELDS:
+        setattr(sub, name, None)
+    if kind in TARGET_MODELS:
+        setattr(sub, kind, get_object_or_404(TARGET_MODELS[kind].objects.for_actor(actor), pk=pk))
+    sub.webhook = (get_object_or_404(WebhookEndpoint.objects.for_actor(actor), pk=data["webhook"])
+                   if data["webhook"] else None)
+    sub.channels = [c for c, on in ((Channel.EMAIL, data["email"]), (Channel.WEBHOOK, sub.webhook)) if on]
+    sub.name, sub.min_severity = data["name"], data["min_severity"]
+    sub.cooldown_seconds, sub.enabled = data["cooldown_seconds"], data["enabled"]
+
+
+@login_required
+def subscription_list(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    subs = subscriptions.visible_subscriptions(actor).select_related(
+        "user", "series", "watchlist", "rule", "webhook").order_by("pk")
+    return render(request, "frontend/subscriptions.html", {"subscriptions": subs})
+
+
+@login_required
+def subscription_edit(request, subscription_id=None):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    sub = (get_object_or_404(subscriptions.visible_subscriptions(actor), pk=subscription_id) if subscription_id
+           else AlertSubscription())
+    form = _form(actor, request.POST or None, _initial(sub) if sub.pk else {"target": request.GET.get("target")})
+    if request.method == "POST" and form.is_valid():
+        _apply(actor, sub, form.cleaned_data)
+        try:
+            subscriptions.save_subscription(actor=actor, subscription=sub)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+            for errors in (exc.details or {}).values():
+                form.add_error(None, [str(e) for e in errors])
+        else:
+            messages.success(request, f"Subscription {sub} saved. Alerts go to {sub.user.email}.")
+            return redirect("frontend:subscriptions")
+    return render(request, "frontend/subscription_form.html", {"form": form, "subscription": sub})
+
+
+@login_required
+@require_POST
+def subscription_delete(request, subscription_id):
+    actor = actor_for_request(request)
+    sub = get_object_or_404(subscriptions.visible_subscriptions(actor), pk=subscription_id)
+    try:
+        subscriptions.delete_subscription(actor=actor, subscription=sub)
+        messages.success(request, f"Subscription {sub} deleted.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:subscriptions")
+
+
+@login_required
+def webhook_list(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    form = WebhookForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = webhooks.create_endpoint(actor=actor, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error("url", exc.message)
+        else:
+            form = WebhookForm()
+    endpoints = WebhookEndpoint.objects.for_actor(actor).order_by("url")
+    return render(request, "frontend/webhooks.html", {"form": form, "endpoints": endpoints, "created": created,
+                                                      "can_manage": actor.can("manage")})
+
+
+@login_required
+@require_POST
+def webhook_action(request, endpoint_id, action):
+    actor = actor_for_request(request)
+    endpoint = get_object_or_404(WebhookEndpoint.objects.for_actor(actor), pk=endpoint_id)
+    try:
+        if action == "test":
+            n = webhooks.test_send(actor=actor, endpoint=endpoint)
+            messages.info(request, f"Test sent to {endpoint.url}: {n.status}"
+                          + (f" ({n.last_error})" if n.last_error else "") + ". See the delivery log.")
+        elif action == "delete":
+            webhooks.delete_endpoint(actor=actor, endpoint=endpoint)
+            messages.success(request, f"Webhook {endpoint.url} deleted.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:webhooks")
+
+
+@login_required
+def delivery_log(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    qs = Notification.objects.for_actor(actor)
+    if not actor.can("manage"):  # members see their own notifications, admins everyone's
+        qs = qs.filter(user_id=actor.user_id)
+    rows = qs.select_related("endpoint", "subscription").order_by("-pk")[:200]
+    return render(request, "frontend/deliveries.html", {"notifications": rows})

@@ -1,0 +1,108 @@
+"""Rules: list with engine stats, an editor that validates as you type, enable/disable."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.errors import ServiceError
+from accounts.tenancy import actor_for_request
+from detection.models import Rule
+from detection.services import rules as rule_services
+from watchlists.models import Series, Watchlist
+
+from .forms import RuleForm
+
+
+def _targets(actor):
+    return (Series.objects.for_actor(actor).order_by("symbol"), Watchlist.objects.for_actor(actor).order_by("name"))
+
+
+def _form(actor, data=None, initial=None):
+    series, watchlists = _targets(actor)
+    return RuleForm(data, initial=initial, series=series, watchlists=watchlists)
+
+
+def _target(actor, value: str):
+    kind, _, pk = value.partition(":")
+    model = Series if kind == "series" else Watchlist
+    return kind, get_object_or_404(model.objects.for_actor(actor), pk=pk)
+
+
+@login_required
+def rule_list(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    rules = Rule.objects.for_actor(actor).select_related("series", "watchlist").order_by("name")
+    return render(request, "frontend/rules.html", {
+        "rules": [(r, rule_services.rule_stats(r)) for r in rules], "can_change": actor.can("change")})
+
+
+@login_required
+def rule_edit(request, rule_id=None):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    rule = get_object_or_404(Rule.objects.for_actor(actor), pk=rule_id) if rule_id else None
+    initial = {"target": request.GET.get("target", "")}
+    if rule is not None:
+        initial = {"name": rule.name, "metrics": rule.metrics, "window_size": rule.window_size, "step": rule.step,
+                   "severity": rule.severity, "enabled": rule.enabled,
+                   "target": f"series:{rule.series_id}" if rule.series_id else f"watchlist:{rule.watchlist_id}"}
+    form = _form(actor, request.POST or None, initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        kind, target = _target(actor, data["target"])
+        try:
+            rule = rule_services.save_rule(actor=actor, rule=rule, data=rule_services.RuleInput(
+                name=data["name"], metrics=data["metrics"], window_size=data["window_size"], step=data["step"],
+                severity=data["severity"], enabled=data["enabled"],
+                series=target if kind == "series" else None, watchlist=target if kind == "watchlist" else None))
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Rule {rule.name} saved; it watches new points from now on.")
+            return redirect(f"/series/{rule.series_id}/" if rule.series_id else "frontend:rules")
+    return render(request, "frontend/rule_form.html", {"form": form, "rule": rule})
+
+
+@login_required
+@require_POST
+def rule_validate(request):
+    """What the editor shows while typing: compile errors with their position in the text."""
+    actor = actor_for_request(request)
+    value = request.POST.get("target", "")
+    kinds = []
+    if value.startswith("series:"):
+        kinds = list(Series.objects.for_actor(actor).filter(pk=value[7:] or 0).values_list("kind", flat=True))
+    elif value.startswith("watchlist:"):
+        kinds = sorted(set(Series.objects.for_actor(actor).filter(watchlists=value[10:] or 0)
+                           .values_list("kind", flat=True)))
+    window = request.POST.get("window_size") or None
+    step = request.POST.get("step") or None
+    try:
+        rule_services.compile_plan(metrics=request.POST.get("metrics", ""), kinds=kinds,
+                                   window_size=int(window) if window and window.isdigit() else None,
+                                   step=int(step) if step and step.isdigit() else None)
+    except ServiceError as exc:
+        errors = [e if isinstance(e, dict) else {"message": str(e)} for v in exc.details.values() for e in v]
+        return JsonResponse({"ok": False, "message": exc.message, "errors": errors})
+    return JsonResponse({"ok": True, "columns": rule_services.columns_for(kinds)})
+
+
+@login_required
+@require_POST
+def rule_toggle(request, rule_id):
+    actor = actor_for_request(request)
+    rule = get_object_or_404(Rule.objects.for_actor(actor), pk=rule_id)
+    try:
+        rule_services.save_rule(actor=actor, rule=rule, data=rule_services.RuleInput(
+            name=rule.name, metrics=rule.metrics, window_size=rule.window_size, step=rule.step,
+            round_time=rule.round_time, series=rule.series, watchlist=rule.watchlist, severity=rule.severity,
+            enabled=not rule.enabled))
+        messages.success(request, f"Rule {rule.name} {'enabled' if rule.enabled else 'disabled'}.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:rules")

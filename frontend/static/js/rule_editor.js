@@ -1,0 +1,30 @@
+// The rule editor validates the metrics as you type (the server compiles them) and puts a caret
+// under the error's position.
+(function () {
+  "use strict";
+  const form = document.getElementById("rule-form");
+  if (!form) return;
+  const out = document.getElementById("rule-errors");
+  const metrics = form.elements.metrics;
+  metrics.setAttribute("aria-describedby", "rule-errors");
+  let timer = null, seq = 0;
+
+  async function validate() {
+    const mine = ++seq;
+    const body = new FormData(form);
+    const response = await fetch(form.dataset.validateUrl, { method: "POST", body });
+    if (!response.ok || mine !== seq) return;
+    const result = await response.json();
+    out.className = result.ok ? "rule-errors ok" : "rule-errors";
+    if (result.ok) { out.textContent = "✓ valid"; metrics.removeAttribute("aria-invalid"); return; }
+    metrics.setAttribute("aria-invalid", "true");
+    const first = result.errors[0] || { message: result.message };
+    out.textContent = first.position != null
+      ? `${first.message} (at character ${first.position + 1})` : (first.message || result.message);
+    if (first.position != null && document.activeElement !== metrics) {
+      metrics.setSelectionRange(first.position, first.position + 1);
+    }
+  }
+  form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(validate, 250); });
+  if (metrics.value) validate();
+})();

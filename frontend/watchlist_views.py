@@ -1,0 +1,106 @@
+"""Watchlists: create, edit (name, symbols), and the live table of their series."""
+
+from datetime import UTC, datetime, time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.errors import ServiceError
+from accounts.tenancy import actor_for_request
+from detection.models import Anomaly
+from watchlists import services as watchlist_services
+from watchlists.models import Series, Watchlist
+
+from . import charts, series_data
+from .forms import WatchlistForm
+
+
+def series_rows(actor, series_list) -> list:
+    """One row per series: the latest day (last price, change, sparkline) and today's anomalies."""
+    today = datetime.combine(datetime.now(UTC).date(), time.min, tzinfo=UTC)
+    counts = dict(Anomaly.objects.for_actor(actor).filter(series__in=[s.pk for s in series_list], ts__gte=today)
+                  .values_list("series_id").annotate(n=Count("id")))
+    rows = []
+    for s in series_list:
+        view = series_data.latest_day(s, max_anomalies=0)
+        view.path = charts.line_path(view.closes, 160, 36)
+        view.anomalies_today = counts.get(s.pk, 0)
+        rows.append(view)
+    return rows
+
+
+def _save(request, actor, form, watchlist=None):
+    data = form.cleaned_data
+    try:
+        with transaction.atomic():
+            found = Series.objects.for_actor(actor).filter(symbol__in=data["symbols"])
+            by_symbol = {s.symbol: s for s in found}
+            for symbol in data["symbols"]:
+                if symbol not in by_symbol:
+                    by_symbol[symbol] = watchlist_services.create_series(
+                        actor=actor, symbol=symbol, kind=data["kind"], exchange=data["exchange"])
+            return watchlist_services.save_watchlist(
+                actor=actor, watchlist=watchlist, name=data["name"], description=data["description"],
+                series_ids=[by_symbol[s].pk for s in data["symbols"]])
+    except ServiceError as exc:
+        for field, errors in (exc.details or {}).items():
+            if field in form.fields and isinstance(errors, list):
+                form.add_error(field, [str(e) for e in errors])
+        form.add_error(None, exc.message)
+        return None
+
+
+@login_required
+def watchlist_new(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    form = WatchlistForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        watchlist = _save(request, actor, form)
+        if watchlist is not None:
+            messages.success(request, f"Watchlist {watchlist.name} created.")
+            return redirect("frontend:watchlist", watchlist.pk)
+    return render(request, "frontend/watchlist_form.html", {"form": form, "watchlist": None})
+
+
+@login_required
+def watchlist_edit(request, watchlist_id):
+    actor = actor_for_request(request)
+    watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
+    symbols = " ".join(i.series.symbol for i in watchlist.items.select_related("series").order_by("added_at"))
+    form = WatchlistForm(request.POST or None, initial={
+        "name": watchlist.name, "description": watchlist.description, "symbols": symbols})
+    if request.method == "POST" and form.is_valid():
+        if _save(request, actor, form, watchlist) is not None:
+            messages.success(request, f"Watchlist {watchlist.name} saved.")
+            return redirect("frontend:watchlist", watchlist.pk)
+    return render(request, "frontend/watchlist_form.html", {"form": form, "watchlist": watchlist})
+
+
+@login_required
+@require_POST
+def watchlist_delete(request, watchlist_id):
+    actor = actor_for_request(request)
+    watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
+    if not actor.can("change"):
+        messages.error(request, "Your role cannot delete watchlists; ask an admin.")
+        return redirect("frontend:watchlist", watchlist.pk)
+    watchlist.delete()
+    messages.success(request, f"Watchlist {watchlist.name} deleted; its series and their data remain.")
+    return redirect("frontend:home")
+
+
+@login_required
+def watchlist_detail(request, watchlist_id):
+    actor = actor_for_request(request)
+    watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
+    series = [i.series for i in watchlist.items.select_related("series").order_by("series__symbol")]
+    rows = series_rows(actor, series)
+    return render(request, "frontend/watchlist.html", {
+        "watchlist": watchlist, "rows": rows, "live_series": [s.pk for s in series],
+        "can_change": actor.can("change")})
