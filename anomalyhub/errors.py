@@ -4,6 +4,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -48,6 +49,13 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
         return Response(error_body("payload_too_large", str(exc)), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The database restarting or unreachable is transient: say so, so clients retry instead of
+        # treating it as a bug (a 500). Django drops the broken connection at the end of the request.
+        logger.warning("database unavailable: %s", exc)
+        return Response(error_body("database_unavailable", "The database is briefly unavailable; retry in a few "
+                                   "seconds. A write resent with the same Idempotency-Key is stored once."),
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "2"})
     if not isinstance(exc, exceptions.APIException):
         return None  # unexpected: let Django log it and answer 500
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), exc.default_code)

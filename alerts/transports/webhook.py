@@ -12,6 +12,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -21,6 +22,8 @@ from accounts.errors import InvalidError
 from .. import signing
 from .base import Sent, TransportError, excerpt, is_transient_status, parse_retry_after
 
+# The whole exchange (connect, send, answer), not only each socket read: a receiver that drips
+# its answer a byte at a time must not hold an alerts worker longer than this.
 TIMEOUT_SECONDS = 10
 USER_AGENT = "AnomalyHub-Webhooks/1"
 
@@ -62,6 +65,17 @@ def body_of(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+def _abort(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """Deadline reached: shutting the socket down wakes the blocked read with an error."""
+    expired.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def post(url: str, *, body: bytes, msg_id: str, secrets: list[str], timestamp: int | None = None) -> Sent:
     """One signed POST. Raises TransportError: transient for network errors, timeouts, 429, 5xx."""
     try:
@@ -75,6 +89,10 @@ def post(url: str, *, body: bytes, msg_id: str, secrets: list[str], timestamp: i
     kwargs = {"context": ssl.create_default_context()} if parts.scheme == "https" else {}
     conn = conn_class(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS, **kwargs)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    expired = threading.Event()
+    watchdog = threading.Timer(TIMEOUT_SECONDS, _abort, (conn, expired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
@@ -82,8 +100,11 @@ def post(url: str, *, body: bytes, msg_id: str, secrets: list[str], timestamp: i
         status = response.status
         retry_after = parse_retry_after(response.getheader("Retry-After"))
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, timeout, TLS
+        if expired.is_set():
+            raise TransportError(f"TimeoutError: the receiver did not answer within {TIMEOUT_SECONDS} s") from None
         raise TransportError(f"{type(exc).__name__}: {exc}") from None
     finally:
+        watchdog.cancel()
         conn.close()
     if 200 <= status < 300:
         return Sent(status_code=status, excerpt=excerpt(text))
