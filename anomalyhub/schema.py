@@ -4,10 +4,7 @@ Export after changing any GraphQL type (tests/graphql/test_schema_file.py fails 
 
     .venv/bin/python manage.py export_schema anomalyhub.schema:schema --path schema.graphql
 
-Not composed yet: alerts (subscriptions, webhook endpoints, notifications/deliveries). They belong
-in alerts/graphql/ (types scoped with accounts.graphql.base.TenantScoped, mutations over
-alerts' services); add AlertsQuery/AlertsMutation to the classes below and re-export. The
-cross-tenant walker picks them up by itself once tests/alerts/factories.py registers the models.
+The cross-tenant walker (tests/graphql/walker.py) discovers every field composed here by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +24,8 @@ from accounts.errors import ServiceError
 from accounts.graphql.base import SCALAR_MAP
 from accounts.graphql.mutations import AccountsMutation
 from accounts.graphql.queries import AccountsQuery
+from alerts.graphql.mutations import AlertsMutation
+from alerts.graphql.queries import AlertsQuery
 from detection.graphql.mutations import DetectionMutation
 from detection.graphql.queries import DetectionQuery
 from detection.graphql.subscriptions import DetectionSubscription
@@ -51,12 +50,12 @@ _VALIDATION_CODES = (
 
 
 @strawberry.type
-class Query(AccountsQuery, WatchlistsQuery, DetectionQuery):
+class Query(AccountsQuery, WatchlistsQuery, DetectionQuery, AlertsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountsMutation, WatchlistsMutation, DetectionMutation):
+class Mutation(AccountsMutation, WatchlistsMutation, DetectionMutation, AlertsMutation):
     pass
 
 

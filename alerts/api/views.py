@@ -115,10 +115,7 @@ class DeliveryViewSet(TenantReadOnlyViewSet):
     action_permissions = {"replay": "view"}
 
     def get_queryset(self):
-        qs = super().get_queryset()
-        if self.actor.can("manage"):
-            return qs
-        return qs.filter(user_id=self.actor.user_id) if self.actor.user_id else qs.none()
+        return subscriptions.owned_by(super().get_queryset(), self.actor)
 
     @extend_schema(request=None, responses={202: s.DeliverySerializer})
     @action(detail=True, methods=["post"])

@@ -15,12 +15,17 @@ from ..noise import INCIDENT_BUCKET_SECONDS, Config
 TARGET_FIELDS = ("watchlist", "series", "rule", "detector")
 
 
+def owned_by(queryset, actor: Actor):
+    """Narrows an already tenant-scoped queryset of per-user rows (subscriptions, deliveries) to
+    the caller's own; actors that may "manage" keep the organization's. REST and GraphQL share it."""
+    if actor.can("manage") or actor.system:
+        return queryset
+    return queryset.filter(user_id=actor.user_id) if actor.user_id else queryset.none()
+
+
 def visible_subscriptions(actor: Actor):
     """The caller's own subscriptions; all of the organization's for actors that may "manage"."""
-    qs = AlertSubscription.objects.for_actor(actor, "view")
-    if actor.can("manage") or actor.system:
-        return qs
-    return qs.filter(user_id=actor.user_id) if actor.user_id else qs.none()
+    return owned_by(AlertSubscription.objects.for_actor(actor, "view"), actor)
 
 
 def get_subscription(*, actor: Actor, subscription_id) -> AlertSubscription:

@@ -34,7 +34,8 @@ EXEMPT = {
     "me": "describes the caller only; covered by test_me_describes_the_caller",
     "createOrganization": "creates a new organization of the caller; touches no existing one",
 }
-ALIASES = {"member": "membership", "apikey": "apikey", "model": "modelversion", "run": "trainingrun"}
+ALIASES = {"member": "membership", "apikey": "apikey", "model": "modelversion", "run": "trainingrun",
+           "webhook": "webhookendpoint", "delivery": "notification"}
 HIDDEN_CODES = {"not_found", "permission_denied"}
 SCALAR_VALUES = {"metrics": "close > 1", "label": "confirmed", "role": "viewer", "scope": "read", "name": "walker",
                  "email": "walker@example.com", "symbol": "WALK", "token": "walker-token", "kind": "robust_zscore",
