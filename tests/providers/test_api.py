@@ -106,3 +106,28 @@ def test_backfill_action_runs_and_resumes(alice_client, actor, pg_link, fake_pol
     assert [b["id"] for b in listed] == [backfill.pk]
     bad = alice_client.post(url, {"start": "2024-03-12", "end": "2024-03-01"}, format="json")
     assert bad.status_code == 400
+
+
+def test_a_malformed_payload_shows_as_a_provider_error_on_the_series(alice_client, fake_polygon, actor, pg_link,
+                                                                     aapl, org_a, django_assert_max_num_queries):
+    from tests.factories import SeriesFactory
+    from watchlists.providers import services
+    from watchlists.providers.base import MalformedPayload
+    from watchlists.providers.polygon import Polygon
+
+    day = date(2024, 3, 12)
+    fake_polygon.page_size = 100
+    fake_polygon.add_minutes("AAPL", session_minutes(day))
+    fake_polygon.malformed_pages = {1}
+    with pytest.raises(MalformedPayload):
+        services.import_range(actor=actor, link=pg_link, start=day, end=day,
+                              provider=Polygon(api_key=FakePolygon.API_KEY, sleep=lambda s: None))
+    assert bar_times(aapl.pk) == []  # page 0 was fine and is not stored either
+    shown = alice_client.get(f"/api/v1/series/{aapl.pk}/").json()["provider"]
+    assert shown["provider"] == "polygon" and shown["last_error_at"]
+    assert shown["last_error"].startswith("Polygon aggregates: 1 result(s) lack t/o/h/l/c/v")
+    for i in range(5):
+        SeriesFactory(organization=org_a, symbol=f"UPL{i}")
+    with django_assert_max_num_queries(6):  # the links of a page come in one query, not one per series
+        listed = results(alice_client.get("/api/v1/series/").json())
+    assert {s["symbol"]: s["provider"] and s["provider"]["provider"] for s in listed}["UPL0"] is None

@@ -1,19 +1,40 @@
+from django.db.models import prefetch_related_objects
 from rest_framework import serializers
 
 from ..models import Series, SeriesKind, Watchlist
+from ..providers.models import SeriesProvider
 from ..services import series_timezone
+
+
+class SeriesProviderStatusSerializer(serializers.ModelSerializer):
+    """Where the series' data comes from and why it stopped (`last_error`: rate limit, bad key,
+    a malformed payload of which nothing was stored). Null for series fed only by uploads."""
+
+    class Meta:
+        model = SeriesProvider
+        fields = ["provider", "enabled", "last_session", "last_import_at", "last_error", "last_error_at"]
+        read_only_fields = fields
+
+
+class SeriesListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        items = list(data.all() if hasattr(data, "all") else data)
+        prefetch_related_objects(items, "provider_link")  # one query for the page, not one per series
+        return super().to_representation(items)
 
 
 class SeriesSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(choices=SeriesKind.choices, default=SeriesKind.BAR)
     timezone = serializers.SerializerMethodField()
     bar_seconds = serializers.IntegerField(min_value=1, max_value=86400 * 31, allow_null=True, required=False)
+    provider = SeriesProviderStatusSerializer(source="provider_link", read_only=True, allow_null=True)
 
     class Meta:
         model = Series
         fields = ["id", "symbol", "kind", "exchange", "name", "bar_seconds", "timezone", "created_at",
-                  "last_point_at"]
-        read_only_fields = ["id", "timezone", "created_at", "last_point_at"]
+                  "last_point_at", "provider"]
+        read_only_fields = ["id", "timezone", "created_at", "last_point_at", "provider"]
+        list_serializer_class = SeriesListSerializer
 
     def get_timezone(self, series) -> str:
         return series_timezone(series)

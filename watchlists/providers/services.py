@@ -429,11 +429,18 @@ def serve_stream(*, organization_id: int, provider: str = ProviderName.POLYGON) 
     import asyncio
     import signal
 
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     async def main():
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_stream(organization_id=organization_id, provider=provider, stop=stop)
+        try:
+            await run_stream(organization_id=organization_id, provider=provider, stop=stop)
+        finally:
+            # The database work ran on asgiref's worker thread: close its connection, not leak it.
+            await sync_to_async(connections.close_all)()
 
     asyncio.run(main())

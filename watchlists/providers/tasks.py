@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.tenancy import system_actor
 
+from ..retention import purge_expired_ticks_task  # noqa: F401 (autodiscovery reaches this module, not retention.py)
 from . import services
 from .base import ProviderError
 from .models import Backfill, SeriesProvider
