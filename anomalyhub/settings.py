@@ -155,10 +155,10 @@ CELERY_BEAT_SCHEDULE = {
                               "schedule": crontab(minute=45, hour="20-23")},
     # Seed 001's daily gap detection and auto-backfill.
     "provider-gap-fill": {"task": "watchlists.providers.detect_gaps", "schedule": crontab(minute=30, hour=1)},
-}
-
     # Per-organization retention of raw ticks (watchlists/retention.py); idempotent, safe late.
     "tick-retention": {"task": "watchlists.purge_expired_ticks", "schedule": crontab(minute=15, hour=3)},
+}
+
 # --- Auth ----------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
