@@ -51,6 +51,7 @@
       series.update(bars[bars.length - 1]);
     }
     el.dataset.bars = String(bars.length);
+    el.dataset.points = String(Number(el.dataset.points || 0) + event.points.length);
   });
   el.dataset.bars = String(bars.length);
   el.dataset.markers = String(marks.length);

@@ -1,0 +1,144 @@
+"""A real server for the browser: daphne in a subprocess against the test database, email through
+a fake SendGrid on 127.0.0.1, and Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.alerts.fakes import Recorder, check_sendgrid_v3, serve
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+START_TIMEOUT_S = 60
+
+
+class Outbox:
+    """The emails the fake SendGrid accepted, decoded from their v3 JSON."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def messages(self) -> list[dict]:
+        with self.recorder.lock:
+            bodies = [r["body"] for r in self.recorder.requests]
+        out = []
+        for body in bodies:
+            p = json.loads(body)
+            out.append({"to": [t["email"] for pers in p["personalizations"] for t in pers["to"]],
+                        "subject": p["subject"], "text": p["content"][0]["value"]})
+        return out
+
+    def wait_for(self, predicate, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages() if predicate(m)]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+        raise AssertionError(f"no matching email within {timeout} s; outbox: {self.messages()}")
+
+
+@pytest.fixture
+def outbox():
+    recorder = Recorder(default=202)
+    with serve(recorder, check_sendgrid_v3) as url:
+        yield Outbox(recorder), url
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def app_server(transactional_db, outbox):
+    """daphne serving HTTP and WebSockets from the committed test database; tasks run in-process
+    (eager), so the replay, detection and alert delivery all happen inside this one server."""
+    _, sendgrid_url = outbox
+    db = connection.settings_dict
+    port = _free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings",
+           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+           "CELERY_TASK_ALWAYS_EAGER": "True", "SENDGRID_API_KEY": "SG.browser-test",
+           "SENDGRID_API_URL": sendgrid_url, "ACCOUNT_EMAIL_VERIFICATION": "mandatory", "HTTP_THREADS": "8",
+           "SITE_URL": f"http://127.0.0.1:{port}"}
+    env.pop("TEST_DATABASE_NAME", None)
+    with tempfile.TemporaryDirectory(prefix="browser-daphne-") as tmp:
+        log = Path(tmp) / "daphne.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "1",
+                                     "tests.browser.asgi:application"],
+                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not _healthy(base):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+            # Kept beside the screenshots: the server side of a failed walk.
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            (ARTIFACTS / "daphne.log").write_bytes(log.read_bytes())
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (installs Debian's chromium)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def shots(request):
+    """shots(page, name): a full-page screenshot in test-artifacts/browser/<test>/NN-name.png."""
+    folder = ARTIFACTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    count = iter(range(1, 100))
+
+    def take(page, name: str) -> Path:
+        path = folder / f"{next(count):02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

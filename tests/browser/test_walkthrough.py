@@ -1,0 +1,143 @@
+"""Done-when walk of issue 9 in a real browser: sign up -> verify -> organization -> watchlist ->
+replay -> live chart with an anomaly marker -> false positive -> email subscription -> the email."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EMAIL = "walker@example.com"
+PASSWORD = "a-long-walk-password-9"
+# SPY prints of 10,000 shares or more: the first seconds after the 2013-10-07 open, then about one
+# every 1-2 s of wall time at 60x (measured on the demo file), so the walk never waits long.
+RULE = "size >= 10000"
+WAIT_MS = 45_000  # generous: a loaded 2-core machine runs the server, detection and Chromium at once
+NARROW = {"width": 390, "height": 844}
+
+
+def _fits(page) -> bool:
+    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+
+
+def test_sign_up_watch_replay_label_and_get_alerted(app_server, browser, outbox, shots):
+    mail, _ = outbox
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        _walk(app_server, context, page, mail, shots)
+    except Exception:
+        shots(page, "failure")
+        raise
+    assert not errors, errors
+    context.close()
+
+
+def _walk(app_server, context, page, mail, shots):
+
+    # Sign up, then verify through the link in the email SendGrid was asked to send.
+    page.goto(f"{app_server}/accounts/signup/")
+    page.get_by_label("Email:", exact=True).fill(EMAIL)
+    page.get_by_label("Password:", exact=True).fill(PASSWORD)
+    page.get_by_label("Password (again):", exact=True).fill(PASSWORD)
+    shots(page, "signup")
+    page.get_by_role("button", name=re.compile("Sign Up", re.I)).click()
+    expect(page.get_by_role("heading", name=re.compile("Verify Your Email", re.I))).to_be_visible()
+    shots(page, "verification-sent")
+    confirm = mail.wait_for(lambda m: EMAIL in m["to"] and "confirm-email" in m["text"])
+    link = re.search(r"https?://\S+/accounts/confirm-email/\S+/", confirm["text"]).group(0)
+    page.goto(link)
+    shots(page, "confirm-email")
+    page.get_by_role("button", name=re.compile("Confirm", re.I)).click()
+    if "/accounts/login/" in page.url:
+        page.get_by_label("Email:", exact=True).fill(EMAIL)
+        page.get_by_label("Password:", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
+
+    # A new user is asked for an organization first.
+    expect(page.get_by_role("heading", name="Create an organization")).to_be_visible()
+    page.get_by_label("Organization name").fill("Walkers Capital")
+    shots(page, "organization")
+    page.get_by_role("button", name="Create organization").click()
+    expect(page.get_by_role("heading", name="Nothing to watch yet")).to_be_visible()
+    shots(page, "empty-home")
+
+    # A watchlist with one symbol (created as a new tick series on NYSE).
+    page.get_by_role("link", name="Create your first watchlist").click()
+    page.get_by_label("Watchlist name").fill("Index ETFs")
+    page.get_by_label("Symbols").fill("SPY")
+    page.get_by_label("Kind of new series").select_option("trade")
+    shots(page, "watchlist-form")
+    page.get_by_role("button", name="Create watchlist").click()
+    expect(page.get_by_role("heading", name="Index ETFs")).to_be_visible()
+    shots(page, "watchlist")
+    page.get_by_role("link", name="SPY", exact=True).click()
+    series_url = page.url
+
+    # A rule that fires within seconds of the replay starting; the editor validates as you type.
+    page.get_by_role("link", name="Add a rule").first.click()
+    page.get_by_label("Rule name").fill("Block prints")
+    page.get_by_label("Metrics").fill("size >>")
+    expect(page.locator("#rule-errors")).not_to_have_text("")
+    expect(page.locator("#rule-errors")).not_to_have_text("✓ valid")
+    page.get_by_label("Metrics").fill(RULE)
+    expect(page.locator("#rule-errors")).to_have_text("✓ valid")
+    page.get_by_label("Severity").select_option("high")
+    shots(page, "rule-editor")
+    page.get_by_role("button", name="Save rule").click()
+    assert page.url == series_url
+
+    # Replay the demo's SPY ticks; the chart draws them live and marks the first anomaly.
+    page.get_by_label("Speed").select_option("60")
+    page.get_by_role("button", name="Start replay").click()
+    chart = page.locator("#chart")
+    # Points are stored at wall-clock times, so they fold into the current 1-minute bar.
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points || 0) >= 100", timeout=WAIT_MS)
+    assert int(chart.get_attribute("data-bars")) >= 1
+    page.wait_for_function("Number(document.getElementById('chart').dataset.markers || 0) >= 1", timeout=WAIT_MS)
+    expect(page.locator("#replay-status")).to_have_attribute("data-state", "running")
+    expect(page.locator("#live-status")).to_have_text("● live")
+    assert chart.locator("canvas").count() > 0
+    shots(page, "series-live")
+
+    # Open the anomaly from the live list and mark it a false positive.
+    page.locator("tbody[data-anomalies] a").first.click()
+    expect(page.get_by_role("heading", name=re.compile("Anomaly on SPY"))).to_be_visible()
+    expect(page.get_by_text(RULE)).to_be_visible()
+    shots(page, "anomaly")
+    page.get_by_role("button", name="False positive").click()
+    expect(page.locator("#feedback")).to_contain_text("False Alarm")
+    shots(page, "anomaly-false-positive")
+
+    # Subscribe by email to the series; the next anomaly of the running replay sends one.
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_role("link", name="Create a subscription").click()
+    page.get_by_label("Name").fill("SPY blocks")
+    page.get_by_label("Alert me about").select_option(label="Series SPY")
+    expect(page.get_by_label("By email")).to_be_checked()
+    shots(page, "subscription-form")
+    page.get_by_role("button", name="Save subscription").click()
+    expect(page.get_by_role("link", name="SPY blocks")).to_be_visible()
+    shots(page, "subscriptions")
+    alert = mail.wait_for(lambda m: EMAIL in m["to"] and "confirm-email" not in m["text"], timeout=60)
+    assert "SPY" in alert["subject"] + alert["text"]
+
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator("tr[data-notification] .badge.sent").first).to_be_visible()
+    shots(page, "delivery-log")
+
+    # The same pages at a phone's width: nothing scrolls sideways.
+    narrow = context.new_page()
+    narrow.set_viewport_size(NARROW)
+    for path in ("/", page.url.replace(app_server, ""), series_url.replace(app_server, ""), "/rules/", "/alerts/",
+                 "/alerts/new/", "/alerts/webhooks/"):
+        narrow.goto(f"{app_server}{path}")
+        assert _fits(narrow), f"{path} overflows at 390 px"
+    narrow.goto(series_url)
+    shots(narrow, "series-390px")
+    page.goto(series_url)
+    page.get_by_role("button", name="Stop").click()
