@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -56,6 +56,9 @@ def exception_handler(exc, context):
         return Response(error_body("database_unavailable", "The database is briefly unavailable; retry in a few "
                                    "seconds. A write resent with the same Idempotency-Key is stored once."),
                         status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "2"})
+    elif isinstance(exc, SuspiciousOperation):  # e.g. too many form fields; Django would answer HTML
+        return Response(error_body("malformed_request", f"The request was refused: {exc}"),
+                        status=status.HTTP_400_BAD_REQUEST)
     if not isinstance(exc, exceptions.APIException):
         return None  # unexpected: let Django log it and answer 500
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), exc.default_code)

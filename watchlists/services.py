@@ -123,7 +123,10 @@ def save_watchlist(*, actor: Actor, watchlist: Watchlist | None = None, name: st
 
 
 def series_by_symbol(*, actor: Actor, symbols) -> dict[str, Series]:
-    found = {s.symbol: s for s in Series.objects.for_actor(actor, "view").filter(symbol__in=list(symbols))}
+    # No stored symbol holds a NUL (serializers refuse it), and PostgreSQL rejects one even in a
+    # WHERE clause; such a symbol is simply unknown.
+    queryable = [s for s in symbols if "\x00" not in s]
+    found = {s.symbol: s for s in Series.objects.for_actor(actor, "view").filter(symbol__in=queryable)}
     unknown = [s for s in symbols if s not in found]
     if unknown:
         raise UnknownSymbol(f"Unknown symbol(s): {', '.join(unknown[:20])}. Create the series first.",

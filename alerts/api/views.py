@@ -136,6 +136,7 @@ class SignedLinkViewSet(viewsets.GenericViewSet):
     lookup_field = "token"
     lookup_value_regex = "[^/]+"
     renderer_classes = [JSONRenderer, TemplateHTMLRenderer]
+    metadata_class = None  # OPTIONS would describe a serializer this viewset does not have (500)
 
     @extend_schema(responses={200: OpenApiResponse(description="what the link does")})
     def retrieve(self, request, token=None):
