@@ -139,6 +139,28 @@ class FakePolygon(FakeServer):
         self.page_size = page_size
         self.scripted: list[tuple[int, dict, str]] = []
         self.malformed_pages: set[int] = set()  # page numbers (0-based) answered with a broken result
+        self.trades: dict[str, list[dict]] = {}  # /v3/trades results per ticker, any order
+
+    def add_trade(self, symbol: str, sip_ns: int, price: float, size: int, exchange: int, trade_id: str):
+        self.trades.setdefault(symbol, []).append(
+            {"conditions": [12, 37], "exchange": exchange, "id": trade_id, "participant_timestamp": sip_ns - 7_000,
+             "price": price, "sequence_number": len(self.trades[symbol]) + 1, "sip_timestamp": sip_ns,
+             "size": size, "tape": 3})
+
+    def _trades(self, path, ticker, query):
+        """/v3/trades/{T}: timestamp.gte/lt in ns, sorted ascending, `next_url` with a cursor."""
+        gte, lt = int(query.get("timestamp.gte", 0)), int(query.get("timestamp.lt", 2 ** 63 - 1))
+        rows = sorted((t for t in self.trades.get(ticker, []) if gte <= t["sip_timestamp"] < lt),
+                      key=lambda t: t["sip_timestamp"])
+        page = int(query.get("cursor", 0))
+        chunk = [dict(r) for r in rows[page * self.page_size:(page + 1) * self.page_size]]
+        if page in self.malformed_pages and chunk:
+            del chunk[len(chunk) // 2]["price"]
+        body = {"results": chunk, "status": "OK", "request_id": f"t{page}"}
+        if (page + 1) * self.page_size < len(rows):
+            # Polygon's next_url keeps the query; the cursor replaces the offset.
+            body["next_url"] = f"{self.url}{path}?cursor={page + 1}&timestamp.gte={gte}&timestamp.lt={lt}"
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def add_minutes(self, symbol: str, minutes: pd.DatetimeIndex):
         bars = self.bars.setdefault(symbol, {})
@@ -152,6 +174,8 @@ class FakePolygon(FakeServer):
         if self.scripted:
             return self.scripted.pop(0)
         parts = path.strip("/").split("/")
+        if parts[:2] == ["v3", "trades"] and len(parts) == 3:
+            return self._trades(path, parts[2], query)
         if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 5 and parts[4] == "prev":
             return 200, {}, json.dumps({"status": "OK", "ticker": parts[3], "results": [], "resultsCount": 0})
         if parts[:3] != ["v2", "aggs", "ticker"] or len(parts) != 9 or parts[4] != "range":

@@ -1,8 +1,9 @@
-"""Polygon client: REST aggregates (history, backfill, gap filling) and the WebSocket stream.
+"""Polygon client: REST aggregates and trades (history, backfill, gap filling) and the WebSocket stream.
 
-REST: /v2/aggs/ticker/{T}/range/{n}/{unit}/{from}/{to} with epoch-millisecond bounds, every
-`next_url` page read before anything is returned (a bad page rejects the whole range), HTTP 429
-waited out per Retry-After.
+REST: /v2/aggs/ticker/{T}/range/{n}/{unit}/{from}/{to} with epoch-millisecond bounds for bar
+series, /v3/trades/{T} with nanosecond `timestamp.gte/lt` for tick series; every `next_url` page
+read before anything is returned (a bad page rejects the whole range), HTTP 429 waited out per
+Retry-After.
 
 WebSocket (the `websockets` library, asyncio): connect -> status "connected",
 send auth -> "auth_success", subscribe T.<sym> (ticks) / AM.<sym> (minute bars). When the socket
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 TIMESPANS = {1: (1, "second"), 60: (1, "minute"), 300: (5, "minute"), 900: (15, "minute"), 1800: (30, "minute"),
              3600: (1, "hour"), 86400: (1, "day")}
 AGG_FIELDS = {"t": "ts", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
+TRADE_FIELDS = ("sip_timestamp", "price", "size", "exchange", "id")
 DEFAULT_429_WAIT = 12.0  # free plan: 5 requests a minute
 MAX_PAGES = 1000
 
@@ -83,29 +85,39 @@ class Polygon(Provider):
         n, unit = TIMESPANS[bar_seconds]
         ticker = urllib.parse.quote(symbol, safe="")
         url = f"{self.base_url()}/v2/aggs/ticker/{ticker}/range/{n}/{unit}/{start_ms}/{end_ms - 1}"
-        params: dict | None = {"adjusted": "true", "sort": "asc", "limit": 50000}
+        rows = self._pages(url, {"adjusted": "true", "sort": "asc", "limit": 50000}, "aggregates")
+        return aggregates_frame(rows, start_ms, end_ms)
+
+    def _pages(self, url: str, params: dict | None, what: str) -> list[dict]:
         rows: list[dict] = []
         for _ in range(MAX_PAGES):
             body = self._get_json(url, params)
             results = body.get("results") or []
             if not isinstance(results, list):
-                raise MalformedPayload("Polygon aggregates: `results` is not a list.")
+                raise MalformedPayload(f"Polygon {what}: `results` is not a list.")
             rows.extend(results)
             url, params = body.get("next_url"), None  # next_url carries the cursor; apiKey is re-added
             if not url:
-                break
-        return aggregates_frame(rows, start_ms, end_ms)
+                return rows
+        raise ProviderError(f"Polygon {what}: more than {MAX_PAGES} pages; ask for a shorter range.", permanent=True)
+
+    def trades(self, symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        """Trades in [start_ms, end_ms), every page, as ticks whose ts (ms) and trade id match the
+        stream's T events, so REST and stream overlaps are stored once."""
+        ticker = urllib.parse.quote(symbol, safe="")
+        params = {"timestamp.gte": start_ms * 1_000_000, "timestamp.lt": end_ms * 1_000_000, "order": "asc",
+                  "sort": "timestamp", "limit": 50000}
+        return trades_frame(self._pages(f"{self.base_url()}/v3/trades/{ticker}", params, "trades"))
 
     def fetch_history(self, target: Target, start: date, end: date) -> pd.DataFrame:
-        if target.kind != "bar":
-            raise ProviderError("Polygon history is served for bar series (aggregates); tick history is not "
-                                "implemented yet.", permanent=True)
         start_ms, end_ms = local_day_bounds_ms(start, end, target.tz)
-        return self.aggregates(target.symbol, target.bar_seconds or 60, start_ms, end_ms)
+        return self.fetch_between(target, start_ms, end_ms)
 
     def fetch_between(self, target: Target, start_ms: int, end_ms: int) -> pd.DataFrame:
+        if target.kind == "trade":
+            return self.trades(target.symbol, start_ms, end_ms)
         if target.kind != "bar":
-            return super().fetch_between(target, start_ms, end_ms)
+            raise ProviderError("Polygon serves bar and trade series, not metrics.", permanent=True)
         return self.aggregates(target.symbol, target.bar_seconds or 60, start_ms, end_ms)
 
     def events_to_frames(self, events: list[dict]):
@@ -145,6 +157,25 @@ def aggregates_frame(rows: list[dict], start_ms: int | None = None, end_ms: int 
     return frame.reset_index(drop=True)
 
 
+def trade_id(exchange, trade: object) -> str | None:
+    """The stream's and REST's common trade identity: "<exchange>:<id>"."""
+    return None if trade in (None, "") else f"{'' if exchange is None else exchange}:{trade}"
+
+
+def trades_frame(rows: list[dict]) -> pd.DataFrame:
+    """/v3/trades `results` -> ticks (ts in ms, as the stream's `t`); a result missing a field rejects
+    the payload."""
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, dict) or any(k not in r for k in TRADE_FIELDS)]
+    if bad:
+        raise MalformedPayload(f"Polygon trades: {len(bad)} result(s) lack sip_timestamp/price/size/exchange/id "
+                               f"(first at index {bad[0]}).", details={"indexes": bad[:20]})
+    return pd.DataFrame({"ts": [r["sip_timestamp"] // 1_000_000 if isinstance(r["sip_timestamp"], int)
+                                else r["sip_timestamp"] for r in rows],
+                         "price": [r["price"] for r in rows], "size": [r["size"] for r in rows],
+                         "trade_id": [trade_id(r["exchange"], r["id"]) for r in rows]},
+                        columns=["ts", "price", "size", "trade_id"])
+
+
 def events_to_frames(events: list[dict]) -> dict[tuple[str, str], pd.DataFrame]:
     """Stream events grouped by (symbol, kind): AM -> bars (ts = start s), T -> ticks with trade ids."""
     bars: dict[str, list[dict]] = {}
@@ -159,7 +190,7 @@ def events_to_frames(events: list[dict]) -> dict[tuple[str, str], pd.DataFrame]:
         elif ev.get("ev") == "T":
             trades.setdefault(str(ev.get("sym")), []).append(
                 {"ts": ev.get("t"), "price": ev.get("p"), "size": ev.get("s"),
-                 "trade_id": None if ev.get("i") in (None, "") else f"{ev.get('x', '')}:{ev.get('i')}"})
+                 "trade_id": trade_id(ev.get("x", ""), ev.get("i"))})
     out = {(sym, "bar"): aggregates_frame(rows) for sym, rows in bars.items()}
     out.update({(sym, "trade"): pd.DataFrame(rows) for sym, rows in trades.items()})
     return out

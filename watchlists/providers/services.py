@@ -377,17 +377,26 @@ def store_events(*, organization_id: int, links: dict[str, SeriesProvider], prov
 
 def fill_after_reconnect(*, organization_id: int, links: dict[str, SeriesProvider], provider: Provider,
                          now: datetime) -> int:
-    """After (re)connecting: every complete bar since the last stored one (at most GAP_DAYS back), through REST."""
+    """After (re)connecting: every complete bar, or every trade, since the last stored one (at most
+    GAP_DAYS back), through REST."""
     actor = system_actor(organization_id)
     stored = 0
     for link in links.values():
         series = Series.objects.get(pk=link.series_id)
-        if series.kind != "bar" or not series.bar_seconds or series.last_point_at is None:
+        if series.last_point_at is None:
             continue
-        step_ms = series.bar_seconds * 1000
-        end_ms = (to_us(now) // 1000 // step_ms) * step_ms  # complete bars only; the stream brings the rest
+        last_ms = to_us(series.last_point_at) // 1000
+        if series.kind == "bar" and series.bar_seconds:
+            step_ms = series.bar_seconds * 1000
+            end_ms = (to_us(now) // 1000 // step_ms) * step_ms  # complete bars only; the stream brings the rest
+            start_ms = last_ms + step_ms
+        elif series.kind == "trade":
+            # From the last stored tick's millisecond on: trades sharing it are absorbed by their ids.
+            start_ms, end_ms = last_ms, to_us(now) // 1000
+        else:
+            continue
         # Older holes are the daily gap job's (and backfill's) business, not a reconnect's.
-        start_ms = max(to_us(series.last_point_at) // 1000 + step_ms, end_ms - GAP_DAYS * 86_400_000)
+        start_ms = max(start_ms, end_ms - GAP_DAYS * 86_400_000)
         if end_ms <= start_ms:
             continue
         try:
