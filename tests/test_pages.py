@@ -67,3 +67,116 @@ def test_series_page_with_less_than_a_minute_of_data_still_renders(alice_client,
         alice_client.post(f"/api/v1/series/{sensor.pk}/points/", EXAMPLE_POINTS, format="json")
     response = alice_client.get(f"/series/{sensor.pk}/")
     assert response.status_code == 200 and "value &gt; 65" in response.content.decode()
+
+
+@pytest.fixture
+def org_a_objects(org_a, alice):
+    from tests.alerts.factories import endpoint_for, subscription_for
+    from tests.factories import AnomalyFactory, RuleFactory, WatchlistFactory
+
+    series = SeriesFactory(organization=org_a, symbol="ZQXSPY", kind="trade")
+    watchlist = WatchlistFactory(organization=org_a, name="Index ETFs")
+    watchlist.items.create(organization=org_a, series=series)
+    return {"series": series, "watchlist": watchlist, "rule": RuleFactory(organization=org_a, series=series,
+                                                                           metrics="price > 1"),
+            "anomaly": AnomalyFactory(organization=org_a, series=series, text="price > 1", severity="high"),
+            "subscription": subscription_for(org_a, alice, target="series", series=series),
+            "webhook": endpoint_for(org_a)}
+
+
+def _pages(o):
+    return [f"/watchlists/{o['watchlist'].pk}/", f"/watchlists/{o['watchlist'].pk}/edit/",
+            f"/series/{o['series'].pk}/replay/", f"/anomalies/{o['anomaly'].pk}/", f"/rules/{o['rule'].pk}/",
+            f"/alerts/{o['subscription'].pk}/"]
+
+
+def _posts(o):
+    return [(f"/anomalies/{o['anomaly'].pk}/feedback/", {"label": "false_alarm"}),
+            (f"/series/{o['series'].pk}/replay/", {"file": "spy-ticks", "speed": "60"}),
+            (f"/watchlists/{o['watchlist'].pk}/delete/", {}), (f"/rules/{o['rule'].pk}/toggle/", {}),
+            (f"/alerts/{o['subscription'].pk}/delete/", {}), (f"/alerts/webhooks/{o['webhook'].pk}/test/", {}),
+            (f"/alerts/webhooks/{o['webhook'].pk}/delete/", {})]
+
+
+def test_every_page_of_an_object_renders_for_its_organization(alice_client, org_a_objects):
+    for url in _pages(org_a_objects):
+        assert alice_client.get(url).status_code == 200, url
+    for url in ("/", "/watchlists/new/", "/rules/", "/rules/new/", "/alerts/", "/alerts/new/", "/alerts/webhooks/",
+                "/alerts/deliveries/"):
+        assert alice_client.get(url).status_code == 200, url
+
+
+def test_pages_and_actions_on_another_orgs_objects_are_404(carol_client, org_a_objects):
+    for url in _pages(org_a_objects):
+        assert carol_client.get(url).status_code == 404, url
+    for url, data in _posts(org_a_objects):
+        assert carol_client.post(url, data).status_code == 404, url
+    from detection.models import Anomaly, Rule
+
+    assert Anomaly.objects.get().feedback == "" and Rule.objects.get().enabled
+
+
+def test_another_orgs_objects_are_not_offered_as_targets(carol_client, org_a_objects):
+    for url in ("/rules/new/", "/alerts/new/", "/", "/rules/", "/alerts/", "/alerts/webhooks/"):
+        html = carol_client.get(url).content.decode()
+        assert "ZQXSPY" not in html and "Index ETFs" not in html and "127.0.0.1:9" not in html, url
+    r = carol_client.post("/rules/new/", {"name": "x", "metrics": "price > 1", "severity": "low",
+                                          "target": f"series:{org_a_objects['series'].pk}"})
+    from detection.models import Rule
+
+    assert r.status_code == 200 and not Rule.objects.filter(name="x").exists()
+
+
+def test_watchlist_form_creates_unknown_symbols_and_lists_them(alice_client, org_a):
+    r = alice_client.post("/watchlists/new/", {"name": "Tech", "symbols": "aapl, MSFT aapl", "kind": "bar",
+                                               "exchange": "XNAS"})
+    from watchlists.models import Watchlist
+
+    wl = Watchlist.objects.get(name="Tech")
+    assert r.status_code == 302 and r["Location"] == f"/watchlists/{wl.pk}/"
+    assert sorted(wl.series.values_list("symbol", "kind", "exchange")) == [("AAPL", "bar", "XNAS"),
+                                                                         ("MSFT", "bar", "XNAS")]
+    html = alice_client.get(f"/watchlists/{wl.pk}/").content.decode()
+    assert "AAPL" in html and "MSFT" in html and 'data-anomaly-count' in html
+
+
+def test_anomaly_feedback_buttons_label_the_anomaly(alice_client, org_a_objects):
+    anomaly = org_a_objects["anomaly"]
+    r = alice_client.post(f"/anomalies/{anomaly.pk}/feedback/", {"label": "false_alarm"})
+    assert r.status_code == 302
+    anomaly.refresh_from_db()
+    assert anomaly.feedback == "false_alarm"
+    assert "False Alarm" in alice_client.get(f"/anomalies/{anomaly.pk}/").content.decode()
+
+
+def test_viewer_sees_no_feedback_buttons_and_cannot_label(bob_client, org_a_objects):
+    anomaly = org_a_objects["anomaly"]
+    assert "False positive" not in bob_client.get(f"/anomalies/{anomaly.pk}/").content.decode()
+    bob_client.post(f"/anomalies/{anomaly.pk}/feedback/", {"label": "false_alarm"})
+    anomaly.refresh_from_db()
+    assert anomaly.feedback == ""
+
+
+def test_rule_validation_reports_the_error_position(alice_client, org_a_objects):
+    target = f"series:{org_a_objects['series'].pk}"
+    bad = alice_client.post("/rules/validate/", {"metrics": "price >> 1", "target": target}).json()
+    assert bad["ok"] is False and isinstance(bad["errors"][0]["position"], int)
+    good = alice_client.post("/rules/validate/", {"metrics": "size >= 10000", "target": target}).json()
+    assert good == {"ok": True, "columns": ["price", "size"]}
+
+
+def test_email_subscription_form_saves_for_the_signed_in_user(alice_client, alice, org_a_objects):
+    series = org_a_objects["series"]
+    r = alice_client.post("/alerts/new/", {"name": "mine", "target": f"series:{series.pk}", "min_severity": "low",
+                                           "email": "on", "webhook": "", "cooldown_seconds": "0", "enabled": "on"})
+    assert r.status_code == 302
+    from alerts.models import AlertSubscription
+
+    sub = AlertSubscription.objects.get(name="mine")
+    assert (sub.user, sub.series, sub.channels, sub.target) == (alice, series, ["email"], "series")
+
+
+def test_signup_and_login_pages_use_the_site_layout(client, db):
+    for url in ("/accounts/signup/", "/accounts/login/", "/accounts/password/reset/"):
+        html = client.get(url).content.decode()
+        assert 'class="topbar"' in html and 'class="card auth"' in html and "<label" in html, url
