@@ -21,6 +21,29 @@ def _fits(page) -> bool:
     return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
+CONTROLS = "a[href], input:not([type=hidden]), select, textarea, button"
+
+
+def assert_keyboard_reaches_every_control(page) -> None:
+    """Tabs through the whole page and names any control (link, field, button) never focused.
+    Disclosures (the organization menu) are opened the keyboard way first: Enter on their summary."""
+    for summary in page.locator("details:not([open]) > summary").all():
+        summary.focus()
+        page.keyboard.press("Enter")
+    page.evaluate("document.addEventListener('focusin', (e) => { e.target.dataset.tabbed = '1'; })")
+    # Only the controls present now: live rows arriving meanwhile would outrun the count.
+    total = page.evaluate(f"[...document.querySelectorAll('{CONTROLS}')].map((e) => e.dataset.tabcheck = '1').length")
+    page.locator("body").focus()
+    unreached = ("[...document.querySelectorAll('[data-tabcheck]')].filter((e) => !e.dataset.tabbed)"
+                 ".map((e) => e.outerHTML.slice(0, 100))")
+    for presses in range(1, 2 * total + 10):  # rows inserted live ahead of the focus add presses
+        page.keyboard.press("Tab")
+        if presses >= total and not page.evaluate(unreached):
+            break
+    missing = page.evaluate(unreached)
+    assert not missing, f"{page.url}: not reachable by keyboard: {missing}"
+
+
 def test_sign_up_watch_replay_label_and_get_alerted(app_server, browser, outbox, shots):
     mail, _ = outbox
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -41,6 +64,7 @@ def _walk(app_server, context, page, mail, shots):
 
     # Sign up, then verify through the link in the email SendGrid was asked to send.
     page.goto(f"{app_server}/accounts/signup/")
+    assert_keyboard_reaches_every_control(page)
     page.get_by_label("Email:", exact=True).fill(EMAIL)
     page.get_by_label("Password:", exact=True).fill(PASSWORD)
     page.get_by_label("Password (again):", exact=True).fill(PASSWORD)
@@ -68,6 +92,7 @@ def _walk(app_server, context, page, mail, shots):
 
     # A watchlist with one symbol (created as a new tick series on NYSE).
     page.get_by_role("link", name="Create your first watchlist").click()
+    assert_keyboard_reaches_every_control(page)
     page.get_by_label("Watchlist name").fill("Index ETFs")
     page.get_by_label("Symbols").fill("SPY")
     page.get_by_label("Kind of new series").select_option("trade")
@@ -102,6 +127,7 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.locator("#replay-status")).to_have_attribute("data-state", "running")
     expect(page.locator("#live-status")).to_have_text("● live")
     assert chart.locator("canvas").count() > 0
+    assert_keyboard_reaches_every_control(page)
     shots(page, "series-live")
 
     # Open the anomaly from the live list and mark it a false positive.
@@ -109,6 +135,7 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.get_by_role("heading", name=re.compile("Anomaly on SPY"))).to_be_visible()
     expect(page.get_by_text(RULE)).to_be_visible()
     shots(page, "anomaly")
+    assert_keyboard_reaches_every_control(page)
     page.get_by_role("button", name="False positive").click()
     expect(page.locator("#feedback")).to_contain_text("False Alarm")
     shots(page, "anomaly-false-positive")
@@ -116,6 +143,7 @@ def _walk(app_server, context, page, mail, shots):
     # Subscribe by email to the series; the next anomaly of the running replay sends one.
     page.get_by_role("link", name="Alerts").click()
     page.get_by_role("link", name="Create a subscription").click()
+    assert_keyboard_reaches_every_control(page)
     page.get_by_label("Name").fill("SPY blocks")
     page.get_by_label("Alert me about").select_option(label="Series SPY")
     expect(page.get_by_label("By email")).to_be_checked()
