@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from . import audit  # noqa: F401  (connects the login/logout audit receivers)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -39,7 +39,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if header and header.split()[0].lower() == "bearer":
                 raise exceptions.AuthenticationFailed("Malformed API key; expected 'Bearer ahk_...'.")
             return None
-        key = authenticate_key(raw)
+        from . import bruteforce
+        from .audit import client_ip
+
+        try:
+            key = bruteforce.authenticate_key(raw, client_ip(request))
+        except bruteforce.TooManyAttempts as exc:
+            raise exceptions.Throttled(wait=exc.wait, detail=exc.message)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         # Programs have no session user; the key's creator stands in for audit fields.

@@ -12,7 +12,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import validate_host
 
-from .authentication import authenticate_key, key_from_header
+from . import bruteforce
+from .authentication import key_from_header
 from .tenancy import ANONYMOUS, actor_for_api_key, actor_for_user
 
 
@@ -33,7 +34,11 @@ def origin_status(headers: dict[str, str]) -> str:
 def _resolve(scope, headers, origin):
     raw = key_from_header(headers.get("authorization"))
     if raw:
-        key = authenticate_key(raw)
+        client = (scope.get("client") or [None])[0]
+        try:
+            key = bruteforce.authenticate_key(raw, client)
+        except bruteforce.TooManyAttempts:
+            return ANONYMOUS  # refused like any bad key; the socket is closed before accept
         return actor_for_api_key(key) if key else ANONYMOUS
     if origin != "allowed":
         return ANONYMOUS

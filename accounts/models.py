@@ -130,3 +130,33 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEvent(models.Model):
+    """One security-relevant action (accounts.audit writes them; admins read them).
+
+    organization is null only for events about no organization (a failed login for an unknown
+    address); those are for operators, never shown to a tenant. Deleting a user keeps their
+    events but anonymises them (accounts.lifecycle)."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=64)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    # Who did it, as shown: an email, "api-key:ahk_xxxxxxxx", "system", or "deleted user 12".
+    actor_label = models.CharField(max_length=300, blank=True, default="")
+    target_type = models.CharField(max_length=64, blank=True, default="")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_label = models.CharField(max_length=300, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="audit_org_time")]
+
+    def __str__(self):
+        return f"{self.action} by {self.actor_label} at {self.created_at:%Y-%m-%d %H:%M}"

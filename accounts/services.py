@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from . import audit
 from .errors import ConflictError, InvalidError, NotFoundError, PermissionDeniedError
 from .models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role, User, hash_secret
 from .tenancy import Actor, get_for_actor
@@ -57,6 +58,8 @@ def update_organization(*, actor: Actor, organization: Organization, name=None, 
     if retention_days is not None:
         organization.retention_days = retention_days
     organization.save()
+    audit.record(action="organization.updated", actor=actor, organization_id=organization.pk, target=organization,
+                 details={"name": organization.name, "retention_days": organization.retention_days})
     return organization
 
 
@@ -80,8 +83,10 @@ def change_role(*, actor: Actor, membership_id, role: str) -> Membership:
         actor.require("own")
     if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(membership.organization_id) <= 1:
         raise ConflictError("An organization needs at least one owner; make someone else owner first.")
-    membership.role = role
+    previous, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    audit.record(action="member.role_changed", actor=actor, target=membership, target_label=membership.user.email,
+                 details={"from": previous, "to": role})
     return membership
 
 
@@ -95,6 +100,8 @@ def remove_member(*, actor: Actor, membership_id) -> None:
             actor.require("own")
     if membership.role == Role.OWNER and _owner_count(membership.organization_id) <= 1:
         raise ConflictError("The last owner cannot leave; make another member owner first.")
+    audit.record(action="member.left" if membership.user_id == actor.user_id else "member.removed", actor=actor,
+                 target=membership, target_label=membership.user.email, details={"role": membership.role})
     membership.delete()
 
 
@@ -114,6 +121,8 @@ def invite_member(*, actor: Actor, email: str, role: str = Role.MEMBER) -> tuple
         organization_id=actor.organization_id, email=email, role=role, token_hash=hash_secret(token),
         invited_by=actor.user if actor.user_id else None, expires_at=timezone.now() + INVITATION_TTL,
     )
+    audit.record(action="invitation.created", actor=actor, target=invitation, target_label=email,
+                 details={"role": role})
     org = invitation.organization
     link = f"{settings.SITE_URL}/invitations/accept/?token={token}"
     transaction.on_commit(lambda: send_mail(
@@ -136,7 +145,17 @@ def accept_invitation(*, user: User, token: str) -> Membership:
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
+    from .tenancy import actor_for_membership
+
+    audit.record(action="invitation.accepted", actor=actor_for_membership(user, membership), target=membership,
+                 target_label=user.email, details={"role": membership.role})
     return membership
+
+
+def delete_invitation(*, actor: Actor, invitation_id) -> None:
+    invitation = get_for_actor(Invitation.objects.all(), actor, invitation_id, "manage")
+    audit.record(action="invitation.deleted", actor=actor, target=invitation, target_label=invitation.email)
+    invitation.delete()
 
 
 def create_api_key(*, actor: Actor, name: str, scope: str = ApiKeyScope.READ) -> tuple[ApiKey, str]:
@@ -151,6 +170,7 @@ def create_api_key(*, actor: Actor, name: str, scope: str = ApiKeyScope.READ) ->
     raw = f"{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(organization_id=actor.organization_id, name=name, scope=scope, prefix=prefix,
                                 key_hash=hash_secret(raw), created_by=actor.user if actor.user_id else None)
+    audit.record(action="api_key.created", actor=actor, target=key, details={"scope": scope})
     return key, raw
 
 
@@ -159,6 +179,7 @@ def revoke_api_key(*, actor: Actor, key_id) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit.record(action="api_key.revoked", actor=actor, target=key, details={"scope": key.scope})
     return key
 
 

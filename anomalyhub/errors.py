@@ -34,7 +34,7 @@ def error_body(code: str, message: str, details=None) -> dict:
 def _message_for(exc: exceptions.APIException) -> str:
     if isinstance(exc, exceptions.ValidationError):
         return "The request has invalid fields; see details."
-    if isinstance(exc, exceptions.Throttled) and exc.wait:
+    if isinstance(exc, exceptions.Throttled) and exc.wait and str(exc.detail).startswith(str(exc.default_detail)):
         return f"Too many requests; retry in {int(exc.wait) + 1} seconds."
     detail = exc.detail
     return str(detail) if not isinstance(detail, (list, dict)) else exc.default_detail

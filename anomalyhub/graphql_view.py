@@ -22,7 +22,9 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.django.views import GraphQLView
 from strawberry.exceptions import ConnectionRejectionError
 
-from accounts.authentication import authenticate_key, key_from_header
+from accounts import bruteforce
+from accounts.audit import client_ip
+from accounts.authentication import key_from_header
 from accounts.tenancy import ANONYMOUS, Actor, actor_for_request, actor_for_ticket
 
 from .schema import schema
@@ -47,7 +49,12 @@ class AnomalyHubGraphQLView(GraphQLView):
         header = request.headers.get("Authorization")
         raw = key_from_header(header)
         if raw:
-            key = authenticate_key(raw)
+            try:
+                key = bruteforce.authenticate_key(raw, client_ip(request))
+            except bruteforce.TooManyAttempts as exc:
+                response = _refusal(429, "rate_limited", exc.message)
+                response["Retry-After"] = str(exc.wait)
+                return response
             if key is None:
                 return _refusal(401, "authentication_failed", "Invalid or revoked API key.")
             request.auth = key  # tenancy.actor_for_request takes the key's organization and scope

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from ..models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role, User
+from ..models import ApiKey, ApiKeyScope, AuditEvent, Invitation, Membership, Organization, Role, User
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -98,3 +98,11 @@ class MeSerializer(serializers.Serializer):
 class TicketSerializer(serializers.Serializer):
     ticket = serializers.CharField()
     expires_in = serializers.IntegerField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "action", "actor_label", "target_type", "target_id", "target_label", "ip",
+                  "details"]
+        read_only_fields = fields

@@ -8,6 +8,7 @@ router.register("organizations", views.OrganizationViewSet, basename="organizati
 router.register("members", views.MembershipViewSet, basename="membership")
 router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("api-keys", views.ApiKeyViewSet, basename="apikey")
+router.register("audit-log", views.AuditEventViewSet, basename="auditevent")
 
 urlpatterns = [
     path("auth/signup/", views.SignupView.as_view(), name="auth-signup"),

@@ -9,14 +9,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from .. import services
+from .. import bruteforce, services
 from ..errors import PermissionDeniedError
-from ..models import ApiKey, Invitation, Membership, Organization
+from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from ..tenancy import (
     SESSION_ORG_KEY,
     TICKET_MAX_AGE,
@@ -26,7 +26,7 @@ from ..tenancy import (
     organizations_for,
 )
 from . import serializers as s
-from .base import ActorMixin, TenantListCreateDestroyViewSet
+from .base import ActorMixin, TenantListCreateDestroyViewSet, TenantReadOnlyViewSet
 
 
 class AuthView(APIView):
@@ -75,9 +75,16 @@ class LoginView(AuthView):
     @extend_schema(request=s.LoginSerializer, responses={200: s.UserSerializer})
     def post(self, request):
         data = self.validated(s.LoginSerializer)
-        user = authenticate(request._request, email=data["email"].lower(), password=data["password"])
+        email = data["email"].lower()
+        try:
+            bruteforce.check("login", email)
+        except bruteforce.TooManyAttempts as exc:
+            raise Throttled(wait=exc.wait, detail=exc.message)
+        user = authenticate(request._request, email=email, password=data["password"])
         if user is None:
+            bruteforce.failed("login", email)
             raise ValidationError({"non_field_errors": ["Email or password is incorrect."]})
+        bruteforce.succeeded("login", email)
         if (settings.ACCOUNT_EMAIL_VERIFICATION == "mandatory"
                 and not EmailAddress.objects.filter(user=user, verified=True).exists()):
             raise PermissionDeniedError("Verify your email address first; the link was emailed to you.",
@@ -197,6 +204,9 @@ class InvitationViewSet(TenantListCreateDestroyViewSet):
     def perform_create(self, serializer):
         serializer.instance, _ = services.invite_member(actor=self.actor, **serializer.validated_data)
 
+    def perform_destroy(self, instance):
+        services.delete_invitation(actor=self.actor, invitation_id=instance.pk)
+
     @extend_schema(request=s.AcceptInvitationSerializer, responses=s.MembershipSerializer)
     @action(detail=False, methods=["post"], url_path="accept")
     def accept(self, request):
@@ -228,6 +238,20 @@ class ApiKeyViewSet(TenantListCreateDestroyViewSet):
 
     def perform_destroy(self, instance):
         services.revoke_api_key(actor=self.actor, key_id=instance.pk)
+
+
+class AuditEventViewSet(TenantReadOnlyViewSet):
+    """Security-relevant events of the organization, newest first; admins and owners only.
+    `?action=login_failed` filters by action."""
+
+    serializer_class = s.AuditEventSerializer
+    queryset = AuditEvent.objects.order_by("-created_at", "-pk")
+    action_permissions = {"list": "manage", "retrieve": "manage"}
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        wanted = self.request.query_params.get("action")
+        return qs.filter(action=wanted) if wanted else qs
 
 
 class LiveTicketView(ActorMixin, APIView):

@@ -9,8 +9,8 @@ import strawberry_django
 
 from .. import services
 from ..errors import NotFoundError, PermissionDeniedError
-from ..models import Invitation, Organization, Role
-from ..tenancy import SESSION_ORG_KEY, get_for_actor, organizations_for
+from ..models import Organization, Role
+from ..tenancy import SESSION_ORG_KEY, organizations_for
 from .base import InputError, actor_for_organization, actor_of, input_errors, pk_of
 from .types import ApiKeyType, InvitationType, MembershipType, NewApiKeyType, OrganizationType
 
@@ -104,7 +104,7 @@ class AccountsMutation:
 
     @strawberry_django.mutation(handle_django_errors=False)
     def delete_invitation(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
-        get_for_actor(Invitation.objects.all(), actor_of(info), id, "manage").delete()
+        services.delete_invitation(actor=actor_of(info), invitation_id=id)
         return id
 
     @strawberry_django.mutation(handle_django_errors=False)

@@ -8,7 +8,7 @@ from strawberry_django.pagination import OffsetPaginated
 
 from ..models import ApiKey, Invitation, Membership, Organization
 from .base import actor_of, by_id
-from .types import ApiKeyType, InvitationType, MembershipType, MeType, OrganizationType
+from .types import ApiKeyType, AuditEventType, InvitationType, MembershipType, MeType, OrganizationType
 
 
 @strawberry.type
@@ -43,3 +43,6 @@ class AccountsQuery:
         return by_id(ApiKey, id)
 
     api_key_list: OffsetPaginated[ApiKeyType] = strawberry_django.offset_paginated()
+
+    audit_log: OffsetPaginated[AuditEventType] = strawberry_django.offset_paginated(
+        description="Security-relevant events of the organization, newest first (admins and owners).")

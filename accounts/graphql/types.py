@@ -6,7 +6,7 @@ import strawberry
 import strawberry_django
 from strawberry import auto
 
-from ..models import ApiKey, Invitation, Membership, Organization, User
+from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
 from ..tenancy import organizations_for
 from .base import TenantScoped, actor_of
 
@@ -96,3 +96,19 @@ class MeType:
     role: str | None
     scope: str | None
     actions: list[str]
+
+
+@strawberry_django.type(AuditEvent, description="A security-relevant action (sign-ins, keys, members, webhooks).")
+class AuditEventType(TenantScoped):
+    scope_action = "manage"  # as in REST: admins and owners only
+    ordering = ("-created_at", "-pk")
+
+    id: auto
+    created_at: auto
+    action: auto
+    actor_label: auto
+    target_type: auto
+    target_id: auto
+    target_label: auto
+    ip: str | None
+    details: strawberry.scalars.JSON

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit
 from accounts.tenancy import Actor
 
 from .. import signing
@@ -20,9 +21,11 @@ def create_endpoint(*, actor: Actor, url: str, description: str = "", enabled: b
     """Refuses unsafe URLs up front (the guard runs again on every send: DNS can change)."""
     actor.require("manage")
     check_destination(url)
-    return WebhookEndpoint.objects.create(organization_id=actor.organization_id, url=url, description=description,
-                                          enabled=enabled, secret=signing.new_secret(),
-                                          created_by=actor.user if actor.user_id else None)
+    endpoint = WebhookEndpoint.objects.create(organization_id=actor.organization_id, url=url,
+                                              description=description, enabled=enabled, secret=signing.new_secret(),
+                                              created_by=actor.user if actor.user_id else None)
+    audit.record(action="webhook.created", actor=actor, target=endpoint, details={"enabled": enabled})
+    return endpoint
 
 
 def update_endpoint(*, actor: Actor, endpoint: WebhookEndpoint, **fields) -> WebhookEndpoint:
@@ -34,11 +37,13 @@ def update_endpoint(*, actor: Actor, endpoint: WebhookEndpoint, **fields) -> Web
     if fields.get("enabled"):  # re-enabling starts a fresh failure run
         endpoint.failure_count, endpoint.disabled_at, endpoint.disabled_reason = 0, None, ""
     endpoint.save()
+    audit.record(action="webhook.updated", actor=actor, target=endpoint, details={"fields": sorted(fields)})
     return endpoint
 
 
 def delete_endpoint(*, actor: Actor, endpoint: WebhookEndpoint) -> None:
     actor.require("manage")
+    audit.record(action="webhook.deleted", actor=actor, target=endpoint)
     endpoint.delete()
 
 
@@ -51,6 +56,7 @@ def rotate_secret(*, actor: Actor, endpoint: WebhookEndpoint, now=None) -> Webho
     endpoint.previous_secret, endpoint.previous_secret_expires_at = endpoint.secret, now + ROTATION_OVERLAP
     endpoint.secret = signing.new_secret()
     endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+    audit.record(action="webhook.secret_rotated", actor=actor, target=endpoint)
     return endpoint
 
 

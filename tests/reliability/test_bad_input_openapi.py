@@ -17,12 +17,12 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from accounts.models import Role
 from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 from tests.factories import MembershipFactory, OrganizationFactory, RuleFactory, SeriesFactory, UserFactory
 from tests.reliability.report import record
 
