@@ -78,3 +78,19 @@ class SubscriptionForm(forms.Form):
 class WebhookForm(forms.Form):
     url = forms.URLField(max_length=2000, label="URL", assume_scheme="https")
     description = forms.CharField(max_length=200, required=False, label="Description")
+
+
+class DetectorForm(forms.Form):
+    series = forms.ChoiceField(label="Series", help_text="Bar or metric series (for ticks, use a 1-minute bar series).")
+    kind = forms.ChoiceField(label="Detector", choices=[
+        ("robust_zscore", "Robust z-score (fast, no training data needed beyond a day)"),
+        ("isolation_forest", "Isolation Forest (multivariate features)"),
+        ("lstm_forecast", "LSTM forecast (learns the series' rhythm; slow to train)"),
+        ("ensemble", "Ensemble of the above")])
+    threshold = forms.FloatField(min_value=0, max_value=1, initial=0.5, label="Threshold",
+                                 help_text="Anomaly when the calibrated score reaches this (0.5 = as calibrated).")
+    severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.MEDIUM, label="Severity")
+
+    def __init__(self, *args, series, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["series"].choices = [(str(s.pk), s.symbol) for s in series]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alert_views, rule_views, views, watchlist_views
+from . import alert_views, detector_views, rule_views, views, watchlist_views
 
 app_name = "frontend"
 urlpatterns = [
@@ -19,6 +19,12 @@ urlpatterns = [
     path("rules/validate/", rule_views.rule_validate, name="rule-validate"),
     path("rules/<int:rule_id>/", rule_views.rule_edit, name="rule-edit"),
     path("rules/<int:rule_id>/toggle/", rule_views.rule_toggle, name="rule-toggle"),
+    path("detectors/", detector_views.detector_list, name="detectors"),
+    path("detectors/<int:detector_id>/", detector_views.detector_detail, name="detector"),
+    path("detectors/<int:detector_id>/train/", detector_views.detector_train, name="detector-train"),
+    path("detectors/<int:detector_id>/versions/<int:version_id>/activate/", detector_views.version_activate,
+         name="version-activate"),
+    path("detectors/<int:detector_id>/runs/<int:run_id>/", detector_views.run_progress, name="run-progress"),
     path("alerts/", alert_views.subscription_list, name="subscriptions"),
     path("alerts/new/", alert_views.subscription_edit, name="subscription-new"),
     path("alerts/<int:subscription_id>/", alert_views.subscription_edit, name="subscription-edit"),

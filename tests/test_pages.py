@@ -81,13 +81,23 @@ def org_a_objects(org_a, alice):
                                                                            metrics="price > 1"),
             "anomaly": AnomalyFactory(organization=org_a, series=series, text="price > 1", severity="high"),
             "subscription": subscription_for(org_a, alice, target="series", series=series),
-            "webhook": endpoint_for(org_a)}
+            "webhook": endpoint_for(org_a), **_detector_objects(org_a)}
+
+
+def _detector_objects(org):
+    from detection.models import TrainingRun
+    from tests.factories import model_version_for
+
+    version = model_version_for(org)
+    run = TrainingRun.objects.create(organization=org, detector=version.detector, status="running", progress=0.4)
+    return {"detector": version.detector, "version": version, "run": run}
 
 
 def _pages(o):
     return [f"/watchlists/{o['watchlist'].pk}/", f"/watchlists/{o['watchlist'].pk}/edit/",
             f"/series/{o['series'].pk}/replay/", f"/anomalies/{o['anomaly'].pk}/", f"/rules/{o['rule'].pk}/",
-            f"/alerts/{o['subscription'].pk}/"]
+            f"/alerts/{o['subscription'].pk}/", f"/detectors/{o['detector'].pk}/",
+            f"/detectors/{o['detector'].pk}/runs/{o['run'].pk}/"]
 
 
 def _posts(o):
@@ -95,14 +105,15 @@ def _posts(o):
             (f"/series/{o['series'].pk}/replay/", {"file": "spy-ticks", "speed": "60"}),
             (f"/watchlists/{o['watchlist'].pk}/delete/", {}), (f"/rules/{o['rule'].pk}/toggle/", {}),
             (f"/alerts/{o['subscription'].pk}/delete/", {}), (f"/alerts/webhooks/{o['webhook'].pk}/test/", {}),
-            (f"/alerts/webhooks/{o['webhook'].pk}/delete/", {})]
+            (f"/alerts/webhooks/{o['webhook'].pk}/delete/", {}), (f"/detectors/{o['detector'].pk}/train/", {}),
+            (f"/detectors/{o['detector'].pk}/versions/{o['version'].pk}/activate/", {})]
 
 
 def test_every_page_of_an_object_renders_for_its_organization(alice_client, org_a_objects):
     for url in _pages(org_a_objects):
         assert alice_client.get(url).status_code == 200, url
     for url in ("/", "/watchlists/new/", "/rules/", "/rules/new/", "/alerts/", "/alerts/new/", "/alerts/webhooks/",
-                "/alerts/deliveries/"):
+                "/alerts/deliveries/", "/detectors/"):
         assert alice_client.get(url).status_code == 200, url
 
 
@@ -114,10 +125,13 @@ def test_pages_and_actions_on_another_orgs_objects_are_404(carol_client, org_a_o
     from detection.models import Anomaly, Rule
 
     assert Anomaly.objects.get().feedback == "" and Rule.objects.get().enabled
+    from detection.models import TrainingRun
+
+    assert TrainingRun.objects.count() == 1
 
 
 def test_another_orgs_objects_are_not_offered_as_targets(carol_client, org_a_objects):
-    for url in ("/rules/new/", "/alerts/new/", "/", "/rules/", "/alerts/", "/alerts/webhooks/"):
+    for url in ("/rules/new/", "/alerts/new/", "/", "/rules/", "/alerts/", "/alerts/webhooks/", "/detectors/"):
         html = carol_client.get(url).content.decode()
         assert "ZQXSPY" not in html and "Index ETFs" not in html and "127.0.0.1:9" not in html, url
     r = carol_client.post("/rules/new/", {"name": "x", "metrics": "price > 1", "severity": "low",
@@ -180,3 +194,27 @@ def test_signup_and_login_pages_use_the_site_layout(client, db):
     for url in ("/accounts/signup/", "/accounts/login/", "/accounts/password/reset/"):
         html = client.get(url).content.decode()
         assert 'class="topbar"' in html and 'class="card auth"' in html and "<label" in html, url
+
+
+def test_detector_page_shows_runs_versions_and_queues_training(alice_client, org_a):
+    from detection.models import TrainingRun
+
+    objects = _detector_objects(org_a)
+    detector = objects["detector"]
+    html = alice_client.get(f"/detectors/{detector.pk}/").content.decode()
+    assert "v1" in html and "data-poll-url" in html and "Train now" in html
+    progress = alice_client.get(f"/detectors/{detector.pk}/runs/{objects['run'].pk}/").json()
+    assert progress == {"status": "running", "progress": 0.4, "message": ""}
+    # One run at a time per detector: the running one is returned rather than a second queued.
+    alice_client.post(f"/detectors/{detector.pk}/train/")
+    assert TrainingRun.objects.filter(detector=detector).count() == 1
+
+
+def test_detectors_page_creates_a_detector_on_a_bar_series(alice_client, org_a):
+    series = SeriesFactory(organization=org_a, symbol="IBM", kind="bar")
+    r = alice_client.post("/detectors/", {"series": series.pk, "kind": "robust_zscore", "threshold": "0.5",
+                                          "severity": "medium"})
+    from detection.models import Detector
+
+    detector = Detector.objects.get()
+    assert r.status_code == 302 and r["Location"] == f"/detectors/{detector.pk}/" and detector.series == series

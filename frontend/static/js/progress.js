@@ -26,3 +26,23 @@
   }
   if (status.dataset.state === "loading" || status.dataset.state === "running") poll();
 })();
+
+// Long-running jobs shown as <progress data-poll-url>: training runs. Reloads the page when done.
+(function () {
+  "use strict";
+  document.querySelectorAll("progress[data-poll-url]").forEach((bar) => {
+    async function poll() {
+      try {
+        const response = await fetch(bar.dataset.pollUrl, { headers: { Accept: "application/json" } });
+        if (response.ok) {
+          const run = await response.json();
+          bar.value = run.progress;
+          bar.title = run.message;
+          if (run.status !== "queued" && run.status !== "running") { location.reload(); return; }
+        }
+      } catch (_) { /* try again on the next tick */ }
+      setTimeout(poll, 2000);
+    }
+    setTimeout(poll, 2000);
+  });
+})();

@@ -1,0 +1,86 @@
+"""Detectors: per series, the active model, training runs with progress, drift, precision, train."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.errors import ServiceError
+from accounts.tenancy import actor_for_request
+from detection.models import Anomaly, Detector, ModelVersion, TrainingRun
+from detection.services import detectors as detector_services
+from watchlists.models import Series
+
+from .forms import DetectorForm
+
+
+@login_required
+def detector_list(request):
+    actor = actor_for_request(request)
+    if actor.organization_id is None:
+        return redirect("frontend:org-new")
+    series = Series.objects.for_actor(actor).filter(kind__in=detector_services.SUPPORTED_SERIES).order_by("symbol")
+    form = DetectorForm(request.POST or None, series=series, initial={"series": request.GET.get("series")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            detector = detector_services.save_detector(actor=actor, detector=Detector(
+                series=get_object_or_404(series, pk=data["series"]), kind=data["kind"], threshold=data["threshold"],
+                severity=data["severity"]))
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Detector created. Train it to start scoring new points.")
+            return redirect("frontend:detector", detector.pk)
+    detectors = (Detector.objects.for_actor(actor).select_related("series").order_by("series__symbol", "pk"))
+    active = dict(ModelVersion.objects.for_actor(actor).filter(active=True).values_list("detector_id", "version"))
+    return render(request, "frontend/detectors.html", {
+        "detectors": [(d, active.get(d.pk)) for d in detectors], "form": form, "can_change": actor.can("change")})
+
+
+@login_required
+def detector_detail(request, detector_id):
+    actor = actor_for_request(request)
+    detector = get_object_or_404(Detector.objects.for_actor(actor).select_related("series"), pk=detector_id)
+    return render(request, "frontend/detector.html", {
+        "detector": detector, "can_change": actor.can("change"),
+        "versions": detector.versions.order_by("-version").defer("artifact", "baseline")[:20],
+        "runs": detector.runs.order_by("-pk")[:20],
+        "drift": detector_services.drift(detector),
+        "precision": detector_services.precision(Anomaly.objects.filter(detector=detector)),
+        "suggestion": detector_services.suggest_threshold(detector)})
+
+
+@login_required
+@require_POST
+def detector_train(request, detector_id):
+    actor = actor_for_request(request)
+    detector = get_object_or_404(Detector.objects.for_actor(actor), pk=detector_id)
+    try:
+        run = detector_services.request_training(actor=actor, detector=detector)
+        messages.success(request, f"Training run {run.pk} {run.status}; progress shows below.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:detector", detector.pk)
+
+
+@login_required
+@require_POST
+def version_activate(request, detector_id, version_id):
+    actor = actor_for_request(request)
+    version = get_object_or_404(ModelVersion.objects.for_actor(actor), pk=version_id, detector_id=detector_id)
+    try:
+        detector_services.activate_version(actor=actor, version=version)
+        messages.success(request, f"Model v{version.version} is now active.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:detector", detector_id)
+
+
+@login_required
+def run_progress(request, detector_id, run_id):
+    """A training run's progress as JSON; the detector page polls it while a run is unfinished."""
+    actor = actor_for_request(request)
+    run = get_object_or_404(TrainingRun.objects.for_actor(actor), pk=run_id, detector_id=detector_id)
+    return JsonResponse({"status": run.status, "progress": run.progress, "message": run.message})
