@@ -1,18 +1,17 @@
 """Alerts: my subscriptions, webhook endpoints with test-send, and the delivery log."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.errors import ServiceError
-from accounts.tenancy import actor_for_request
 from alerts.models import AlertSubscription, Channel, Notification, Target, WebhookEndpoint
 from alerts.services import subscriptions, webhooks
 from detection.models import Rule
 from watchlists.models import Series, Watchlist
 
 from .forms import SubscriptionForm, WebhookForm
+from .pages import attempt, org_page
 
 TARGET_MODELS = {Target.SERIES: Series, Target.WATCHLIST: Watchlist, Target.RULE: Rule}
 
@@ -51,21 +50,15 @@ def _apply(actor, sub: AlertSubscription, data: dict) -> None:
     sub.cooldown_seconds, sub.enabled = data["cooldown_seconds"], data["enabled"]
 
 
-@login_required
-def subscription_list(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def subscription_list(request, actor):
     subs = subscriptions.visible_subscriptions(actor).select_related(
         "user", "series", "watchlist", "rule", "webhook").order_by("pk")
     return render(request, "frontend/subscriptions.html", {"subscriptions": subs})
 
 
-@login_required
-def subscription_edit(request, subscription_id=None):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def subscription_edit(request, actor, subscription_id=None):
     sub = (get_object_or_404(subscriptions.visible_subscriptions(actor), pk=subscription_id) if subscription_id
            else AlertSubscription())
     form = _form(actor, request.POST or None, _initial(sub) if sub.pk else {"target": request.GET.get("target")})
@@ -83,24 +76,17 @@ def subscription_edit(request, subscription_id=None):
     return render(request, "frontend/subscription_form.html", {"form": form, "subscription": sub})
 
 
-@login_required
 @require_POST
-def subscription_delete(request, subscription_id):
-    actor = actor_for_request(request)
+@org_page
+def subscription_delete(request, actor, subscription_id):
     sub = get_object_or_404(subscriptions.visible_subscriptions(actor), pk=subscription_id)
-    try:
-        subscriptions.delete_subscription(actor=actor, subscription=sub)
-        messages.success(request, f"Subscription {sub} deleted.")
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+    attempt(request, lambda: subscriptions.delete_subscription(actor=actor, subscription=sub),
+            f"Subscription {sub} deleted.")
     return redirect("frontend:subscriptions")
 
 
-@login_required
-def webhook_list(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def webhook_list(request, actor):
     form = WebhookForm(request.POST or None)
     created = None
     if request.method == "POST" and form.is_valid():
@@ -115,29 +101,22 @@ def webhook_list(request):
                                                       "can_manage": actor.can("manage")})
 
 
-@login_required
 @require_POST
-def webhook_action(request, endpoint_id, action):
-    actor = actor_for_request(request)
+@org_page
+def webhook_action(request, actor, endpoint_id, action):
     endpoint = get_object_or_404(WebhookEndpoint.objects.for_actor(actor), pk=endpoint_id)
-    try:
-        if action == "test":
-            n = webhooks.test_send(actor=actor, endpoint=endpoint)
-            messages.info(request, f"Test sent to {endpoint.url}: {n.status}"
-                          + (f" ({n.last_error})" if n.last_error else "") + ". See the delivery log.")
-        elif action == "delete":
-            webhooks.delete_endpoint(actor=actor, endpoint=endpoint)
-            messages.success(request, f"Webhook {endpoint.url} deleted.")
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+    if action == "test":
+        attempt(request, lambda: webhooks.test_send(actor=actor, endpoint=endpoint),
+                lambda n: f"Test sent to {endpoint.url}: {n.status}" + (f" ({n.last_error})" if n.last_error else "")
+                + ". See the delivery log.")
+    elif action == "delete":
+        attempt(request, lambda: webhooks.delete_endpoint(actor=actor, endpoint=endpoint),
+                f"Webhook {endpoint.url} deleted.")
     return redirect("frontend:webhooks")
 
 
-@login_required
-def delivery_log(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def delivery_log(request, actor):
     qs = Notification.objects.for_actor(actor)
     if not actor.can("manage"):  # members see their own notifications, admins everyone's
         qs = qs.filter(user_id=actor.user_id)

@@ -1,25 +1,21 @@
 """Detectors: per series, the active model, training runs with progress, drift, precision, train."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.errors import ServiceError
-from accounts.tenancy import actor_for_request
 from detection.models import Anomaly, Detector, ModelVersion, TrainingRun
 from detection.services import detectors as detector_services
 from watchlists.models import Series
 
 from .forms import DetectorForm
+from .pages import attempt, org_page
 
 
-@login_required
-def detector_list(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def detector_list(request, actor):
     series = Series.objects.for_actor(actor).filter(kind__in=detector_services.SUPPORTED_SERIES).order_by("symbol")
     form = DetectorForm(request.POST or None, series=series, initial={"series": request.GET.get("series")})
     if request.method == "POST" and form.is_valid():
@@ -39,9 +35,8 @@ def detector_list(request):
         "detectors": [(d, active.get(d.pk)) for d in detectors], "form": form, "can_change": actor.can("change")})
 
 
-@login_required
-def detector_detail(request, detector_id):
-    actor = actor_for_request(request)
+@org_page
+def detector_detail(request, actor, detector_id):
     detector = get_object_or_404(Detector.objects.for_actor(actor).select_related("series"), pk=detector_id)
     return render(request, "frontend/detector.html", {
         "detector": detector, "can_change": actor.can("change"),
@@ -52,35 +47,26 @@ def detector_detail(request, detector_id):
         "suggestion": detector_services.suggest_threshold(detector)})
 
 
-@login_required
 @require_POST
-def detector_train(request, detector_id):
-    actor = actor_for_request(request)
+@org_page
+def detector_train(request, actor, detector_id):
     detector = get_object_or_404(Detector.objects.for_actor(actor), pk=detector_id)
-    try:
-        run = detector_services.request_training(actor=actor, detector=detector)
-        messages.success(request, f"Training run {run.pk} {run.status}; progress shows below.")
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+    attempt(request, lambda: detector_services.request_training(actor=actor, detector=detector),
+            lambda run: f"Training run {run.pk} {run.status}; progress shows below.")
     return redirect("frontend:detector", detector.pk)
 
 
-@login_required
 @require_POST
-def version_activate(request, detector_id, version_id):
-    actor = actor_for_request(request)
+@org_page
+def version_activate(request, actor, detector_id, version_id):
     version = get_object_or_404(ModelVersion.objects.for_actor(actor), pk=version_id, detector_id=detector_id)
-    try:
-        detector_services.activate_version(actor=actor, version=version)
-        messages.success(request, f"Model v{version.version} is now active.")
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+    attempt(request, lambda: detector_services.activate_version(actor=actor, version=version),
+            f"Model v{version.version} is now active.")
     return redirect("frontend:detector", detector_id)
 
 
-@login_required
-def run_progress(request, detector_id, run_id):
+@org_page
+def run_progress(request, actor, detector_id, run_id):
     """A training run's progress as JSON; the detector page polls it while a run is unfinished."""
-    actor = actor_for_request(request)
     run = get_object_or_404(TrainingRun.objects.for_actor(actor), pk=run_id, detector_id=detector_id)
     return JsonResponse({"status": run.status, "progress": run.progress, "message": run.message})

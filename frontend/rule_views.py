@@ -1,18 +1,17 @@
 """Rules: list with engine stats, an editor that validates as you type, enable/disable."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.errors import ServiceError
-from accounts.tenancy import actor_for_request
 from detection.models import Rule
 from detection.services import rules as rule_services
 from watchlists.models import Series, Watchlist
 
 from .forms import RuleForm
+from .pages import attempt, org_page
 
 
 def _targets(actor):
@@ -30,21 +29,15 @@ def _target(actor, value: str):
     return kind, get_object_or_404(model.objects.for_actor(actor), pk=pk)
 
 
-@login_required
-def rule_list(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def rule_list(request, actor):
     rules = Rule.objects.for_actor(actor).select_related("series", "watchlist").order_by("name")
     return render(request, "frontend/rules.html", {
         "rules": [(r, rule_services.rule_stats(r)) for r in rules], "can_change": actor.can("change")})
 
 
-@login_required
-def rule_edit(request, rule_id=None):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def rule_edit(request, actor, rule_id=None):
     rule = get_object_or_404(Rule.objects.for_actor(actor), pk=rule_id) if rule_id else None
     initial = {"target": request.GET.get("target", "")}
     if rule is not None:
@@ -68,11 +61,10 @@ def rule_edit(request, rule_id=None):
     return render(request, "frontend/rule_form.html", {"form": form, "rule": rule})
 
 
-@login_required
 @require_POST
-def rule_validate(request):
+@org_page
+def rule_validate(request, actor):
     """What the editor shows while typing: compile errors with their position in the text."""
-    actor = actor_for_request(request)
     value = request.POST.get("target", "")
     kinds = []
     if value.startswith("series:"):
@@ -92,17 +84,14 @@ def rule_validate(request):
     return JsonResponse({"ok": True, "columns": rule_services.columns_for(kinds)})
 
 
-@login_required
 @require_POST
-def rule_toggle(request, rule_id):
-    actor = actor_for_request(request)
+@org_page
+def rule_toggle(request, actor, rule_id):
     rule = get_object_or_404(Rule.objects.for_actor(actor), pk=rule_id)
-    try:
-        rule_services.save_rule(actor=actor, rule=rule, data=rule_services.RuleInput(
-            name=rule.name, metrics=rule.metrics, window_size=rule.window_size, step=rule.step,
-            round_time=rule.round_time, series=rule.series, watchlist=rule.watchlist, severity=rule.severity,
-            enabled=not rule.enabled))
-        messages.success(request, f"Rule {rule.name} {'enabled' if rule.enabled else 'disabled'}.")
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+    data = rule_services.RuleInput(
+        name=rule.name, metrics=rule.metrics, window_size=rule.window_size, step=rule.step,
+        round_time=rule.round_time, series=rule.series, watchlist=rule.watchlist, severity=rule.severity,
+        enabled=not rule.enabled)
+    attempt(request, lambda: rule_services.save_rule(actor=actor, rule=rule, data=data),
+            lambda saved: f"Rule {saved.name} {'enabled' if saved.enabled else 'disabled'}.")
     return redirect("frontend:rules")

@@ -18,14 +18,12 @@ from watchlists.models import Series, Watchlist
 
 from . import replays, series_data
 from .forms import ApiKeyForm, OrganizationForm, ReplayForm
+from .pages import attempt, org_page
 from .watchlist_views import series_rows
 
 
-@login_required
-def home(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def home(request, actor):
     watchlists = Watchlist.objects.for_actor(actor).order_by("name").prefetch_related("items__series")
     rows = [(wl, series_rows(actor, [item.series for item in wl.items.all()])) for wl in watchlists]
     unlisted = series_rows(actor, list(Series.objects.for_actor(actor).filter(watchlists__isnull=True)
@@ -35,9 +33,8 @@ def home(request):
                                                   "live_series": live_series, "can_change": actor.can("change")})
 
 
-@login_required
-def series_detail(request, series_id):
-    actor = actor_for_request(request)
+@org_page
+def series_detail(request, actor, series_id):
     series = get_object_or_404(Series.objects.for_actor(actor), pk=series_id)
     view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"))
     return render(request, "frontend/series.html", {
@@ -47,10 +44,9 @@ def series_detail(request, series_id):
         "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
 
 
-@login_required
-def series_replay(request, series_id):
+@org_page
+def series_replay(request, actor, series_id):
     """GET: the replay's progress as JSON (the page polls it); POST: start or stop a replay."""
-    actor = actor_for_request(request)
     series = get_object_or_404(Series.objects.for_actor(actor), pk=series_id)
     if request.method != "POST":
         state = replays.progress(series)
@@ -71,29 +67,24 @@ def series_replay(request, series_id):
     return redirect("frontend:series", series.pk)
 
 
-@login_required
-def anomaly_detail(request, anomaly_id):
-    actor = actor_for_request(request)
+@org_page
+def anomaly_detail(request, actor, anomaly_id):
     anomaly = get_object_or_404(Anomaly.objects.for_actor(actor).select_related("series", "rule", "detector"),
                                 pk=anomaly_id)
     return render(request, "frontend/anomaly.html", {
         "anomaly": anomaly, "labels": Feedback.choices, "can_change": actor.can("change")})
 
 
-@login_required
 @require_POST
-def anomaly_feedback(request, anomaly_id):
-    actor = actor_for_request(request)
+@org_page
+def anomaly_feedback(request, actor, anomaly_id):
     anomaly = get_object_or_404(Anomaly.objects.for_actor(actor), pk=anomaly_id)
     label = request.POST.get("label", "")
     if label not in Feedback.values:
         messages.error(request, f"Unknown label '{label}'; use one of the buttons.")
     else:
-        try:
-            label_anomaly(actor=actor, anomaly_id=anomaly.pk, label=label)
-            messages.success(request, f"Marked as {Feedback(label).label.lower()}.")
-        except ServiceError as exc:
-            messages.error(request, exc.message)
+        attempt(request, lambda: label_anomaly(actor=actor, anomaly_id=anomaly.pk, label=label),
+                f"Marked as {Feedback(label).label.lower()}.")
     back = request.POST.get("next", "")
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)

@@ -3,20 +3,19 @@
 from datetime import UTC, datetime, time
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.errors import ServiceError
-from accounts.tenancy import actor_for_request
 from detection.models import Anomaly
 from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist
 
 from . import charts, series_data
 from .forms import WatchlistForm
+from .pages import org_page
 
 
 def series_rows(actor, series_list) -> list:
@@ -54,11 +53,8 @@ def _save(request, actor, form, watchlist=None):
         return None
 
 
-@login_required
-def watchlist_new(request):
-    actor = actor_for_request(request)
-    if actor.organization_id is None:
-        return redirect("frontend:org-new")
+@org_page
+def watchlist_new(request, actor):
     form = WatchlistForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         watchlist = _save(request, actor, form)
@@ -68,9 +64,8 @@ def watchlist_new(request):
     return render(request, "frontend/watchlist_form.html", {"form": form, "watchlist": None})
 
 
-@login_required
-def watchlist_edit(request, watchlist_id):
-    actor = actor_for_request(request)
+@org_page
+def watchlist_edit(request, actor, watchlist_id):
     watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
     symbols = " ".join(i.series.symbol for i in watchlist.items.select_related("series").order_by("added_at"))
     form = WatchlistForm(request.POST or None, initial={
@@ -82,10 +77,9 @@ def watchlist_edit(request, watchlist_id):
     return render(request, "frontend/watchlist_form.html", {"form": form, "watchlist": watchlist})
 
 
-@login_required
 @require_POST
-def watchlist_delete(request, watchlist_id):
-    actor = actor_for_request(request)
+@org_page
+def watchlist_delete(request, actor, watchlist_id):
     watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
     if not actor.can("change"):
         messages.error(request, "Your role cannot delete watchlists; ask an admin.")
@@ -95,9 +89,8 @@ def watchlist_delete(request, watchlist_id):
     return redirect("frontend:home")
 
 
-@login_required
-def watchlist_detail(request, watchlist_id):
-    actor = actor_for_request(request)
+@org_page
+def watchlist_detail(request, actor, watchlist_id):
     watchlist = get_object_or_404(Watchlist.objects.for_actor(actor), pk=watchlist_id)
     series = [i.series for i in watchlist.items.select_related("series").order_by("series__symbol")]
     rows = series_rows(actor, series)

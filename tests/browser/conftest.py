@@ -9,13 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from tests.alerts.fakes import Recorder, check_sendgrid_v3, serve
+from tests.benchmarks.server import _healthy, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -58,29 +58,13 @@ def outbox():
         yield Outbox(recorder), url
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def app_server(transactional_db, outbox):
     """daphne serving HTTP and WebSockets from the committed test database; tasks run in-process
     (eager), so the replay, detection and alert delivery all happen inside this one server."""
     _, sendgrid_url = outbox
     db = connection.settings_dict
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings",
            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "CELERY_TASK_ALWAYS_EAGER": "True", "SENDGRID_API_KEY": "SG.browser-test",
@@ -96,7 +80,7 @@ def app_server(transactional_db, outbox):
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
-            while not _healthy(base):
+            while not _healthy(port):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"daphne did not start:\n{log.read_text(errors='replace')[-3000:]}")
                 time.sleep(0.2)
