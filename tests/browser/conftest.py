@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 from tests.alerts.fakes import Recorder, check_sendgrid_v3, serve
-from tests.benchmarks.server import _healthy, free_port
+from tests.benchmarks.server import _healthy, _stop, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -86,12 +86,7 @@ def app_server(transactional_db, outbox):
                 time.sleep(0.2)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            _stop(proc)
             # Kept beside the screenshots: the server side of a failed walk.
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             (ARTIFACTS / "daphne.log").write_bytes(log.read_bytes())
