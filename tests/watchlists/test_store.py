@@ -110,3 +110,14 @@ def test_deleting_a_series_deletes_its_points(post, spy, alice_client):
     post(spy, [{"ts": "2013-10-07T14:00:30Z", "price": 10, "size": 1}])
     assert alice_client.delete(f"/api/v1/series/{spy.pk}/").status_code == 204
     assert count_rows("watchlists_tick", spy.pk) == 0 and count_rows("watchlists_rollup", spy.pk) == 0
+
+
+def test_missing_values_read_as_null_in_json_and_in_the_browsable_api(post, sensor, alice_client):
+    post(sensor, [{"ts": "2013-10-07T14:00:00Z", "value": 1}, {"ts": "2013-10-07T14:00:30Z", "value": 3}])
+    body = _rollup(sensor, "1m", time_format="epoch_ms")
+    # A metric has no volume, trade-weighted price or (here) a stated trade count of its own.
+    assert body["points"] == [[1381154400000, 1, 3, 1, 3, None, 2, None]]
+    url = f"/api/v1/series/{sensor.pk}/points/"
+    page = alice_client.get(url, {"resolution": "1m", "start": "2013-10-07T00:00:00Z",
+                                  "end": "2013-10-08T00:00:00Z"}, HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and b"null" in page.content

@@ -6,7 +6,9 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.api.base import ActorMixin, TenantViewSet
@@ -27,6 +29,11 @@ def _idempotency_key(request) -> str | None:
     if key is not None and not (0 < len(key) <= 200):
         raise ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 200 characters."]})
     return key
+
+
+# The point pages are the API's largest bodies: orjson renders them; the browsable API stays.
+POINTS_RENDERERS = [points_api.PointsJSONRenderer,
+                    *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
 
 
 def _ingest_response(results):
@@ -71,7 +78,7 @@ class SeriesViewSet(TenantViewSet):
                    description="Ingest points: a JSON array of objects or a CSV body (Alpha Vantage intraday CSV "
                                "accepted as is). A bad row rejects the whole batch with 400 and a list of "
                                "{row, column, reason}.")
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], renderer_classes=POINTS_RENDERERS)
     def points(self, request, pk=None):
         series = self.get_object()
         if request.method == "POST":
@@ -97,7 +104,7 @@ class SeriesViewSet(TenantViewSet):
         return Response(result.as_dict(), status=_ingest_response([result]))
 
     @extend_schema(parameters=[s.PointsQuerySerializer])
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=POINTS_RENDERERS)
     def features(self, request, pk=None):
         """Seed 001's feature table (1-minute, point-in-time correct)."""
         series = self.get_object()

@@ -36,8 +36,12 @@ def _select(table: str, columns: tuple[str, ...], series_id: int, start_us: int,
 
 def _arrays(rows: list[tuple], columns) -> dict[str, np.ndarray]:
     out = {"ts": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))}
+    if not rows:
+        return out | {name: np.empty(0) for name in columns}
+    # One C-level conversion of the whole result (NULL -> NaN), then column views.
+    values = np.array(rows, dtype=np.float64)
     for i, name in enumerate(columns, start=1):
-        out[name] = np.array([r[i] for r in rows], dtype=np.float64) if rows else np.empty(0)
+        out[name] = values[:, i]
     return out
 
 
