@@ -89,12 +89,26 @@ def parse_times(column: pd.Series, tz: str) -> np.ndarray:
     return np.where(valid, ns // 1000, np.iinfo(np.int64).min)
 
 
-def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC") -> Points:
-    """Turns a raw frame into validated Points for one series, or raises BatchInvalid."""
+def _frame_times(column: pd.Series, tz: str) -> np.ndarray:
+    try:
+        return parse_times(column, tz)
+    except (ValueError, TypeError):
+        # Mixed offsets in one column make the fast path bail out; parse each with its own offset.
+        parsed = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601", utc=True)
+        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        return np.where(parsed.isna(), np.iinfo(np.int64).min, ns // 1000)
+
+
+def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC", *,
+             times: tuple[str, np.ndarray] | None = None) -> Points:
+    """Turns a raw frame into validated Points for one series, or raises BatchInvalid.
+
+    times: (time column name, µs UTC) already parsed by fast_csv_times; the frame then lacks that
+    column, and every time is valid by construction."""
     if frame.empty:
         return Points(kind, np.empty(0, np.int64), {c: np.empty(0) for c in VALUE_COLUMNS[kind]})
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
-    tcol = _time_column(frame)
+    tcol = times[0] if times else _time_column(frame)
     required = set(VALUE_COLUMNS[kind])
     allowed = required | IGNORED_COLUMNS[kind] | OPTIONAL_COLUMNS[kind] | {tcol}
     errors: list[dict] = []
@@ -107,13 +121,10 @@ def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC") -> Points:
 
     n = len(frame)
     rows = np.arange(1, n + 1)
-    try:
-        ts = parse_times(frame[tcol], tz)
-    except (ValueError, TypeError):
-        # Mixed offsets in one column make the fast path bail out; parse each with its own offset.
-        parsed = pd.to_datetime(frame[tcol].astype(str), errors="coerce", format="ISO8601", utc=True)
-        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        ts = np.where(parsed.isna(), np.iinfo(np.int64).min, ns // 1000)
+    if times:
+        ts = times[1]
+    else:
+        ts = _frame_times(frame[tcol], tz)
     bad_ts = ts == np.iinfo(np.int64).min
     problems: list[tuple[np.ndarray, str, str]] = [(bad_ts, tcol, "unparsable or ambiguous time")]
 
@@ -169,3 +180,102 @@ def _dedupe_replaceable(points: Points) -> Points:
     if len(keep) == len(points.ts):
         return points
     return Points(points.kind, points.ts[keep], {c: v[keep] for c, v in points.values.items()})
+
+
+# --- fast path for bulk CSV: fixed-width ISO-8601 times with an explicit offset ------------------
+
+_DIGITS_19 = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)  # YYYY-MM-DDTHH:MM:SS
+_SEPARATORS_19 = ((4, b"-"), (7, b"-"), (13, b":"), (16, b":"))
+# pandas' datetime64[ns] range, with a margin: anything outside goes through pandas, which rejects it.
+_YEARS = (1700, 2200)
+
+
+def _field_layout(first: bytes) -> tuple[int, int, int] | None:
+    """(width, fraction digits, offset width) of a time like 2013-10-08T04:00:17.034-04:00, or None."""
+    width = first.find(b",")
+    if width < 20:
+        return None
+    field = first[:width]
+    offset = 1 if field.endswith(b"Z") else 6 if field[-6:-5] in (b"+", b"-") and field[-3:-2] == b":" else 0
+    if not offset:
+        return None  # naive local times need the zone's DST rules: pandas decides those
+    fraction = width - offset - 19
+    if fraction == 0:
+        return width, 0, offset
+    if fraction < 2 or field[19:20] != b".":
+        return None
+    return width, fraction - 1, offset
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
+    y = y - (m <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def fast_csv_times(body: bytes) -> np.ndarray | None:
+    """µs UTC of the first CSV field of every line of `body` (no header), without building strings.
+
+    Only for the regular case of bulk files: every line non-empty and starting with a time of the
+    same width, "YYYY-MM-DD[T ]HH:MM:SS[.f+](Z|±HH:MM)", valid in every part. Anything else
+    answers None and the caller parses with pandas, which also produces the row errors: the
+    result, when there is one, is exactly what parse_times would return."""
+    buf = np.frombuffer(body, dtype=np.uint8)
+    if not len(buf):
+        return None
+    ends = np.flatnonzero(buf == 10)
+    starts = np.r_[0, ends + 1]
+    if starts[-1] >= len(buf):
+        starts = starts[:-1]
+    layout = _field_layout(body[:int(ends[0]) if len(ends) else len(body)])
+    if layout is None:
+        return None
+    width, fraction, offset = layout
+    if starts[-1] + width >= len(buf):
+        return None
+    expected = body[:width + 1]
+    if any(expected[p] != ord(c) for p, c in _SEPARATORS_19) or expected[10] not in b"T ":
+        return None
+    digit_pos = [*_DIGITS_19, *range(20, 20 + fraction)]
+    if offset == 6:
+        digit_pos += [width - 5, width - 4, width - 2, width - 1]
+    # Each line's field and the comma after it: one row gather through a sliding window (no copy of
+    # the body, one index per line). Every non-digit position must hold the first line's byte.
+    cells = np.lib.stride_tricks.sliding_window_view(buf, width + 1)[starts]
+    fixed = sorted(set(range(width + 1)) - set(digit_pos))
+    if not (cells[:, fixed] == np.frombuffer(expected, dtype=np.uint8)[fixed]).all():
+        return None
+    matrix = cells[:, digit_pos].astype(np.int64) - 48
+    if ((matrix < 0) | (matrix > 9)).any():
+        return None
+    digits = matrix.T
+
+    def number(first: int, count: int) -> np.ndarray:
+        out = digits[first]
+        for i in range(first + 1, first + count):
+            out = out * 10 + digits[i]
+        return out
+
+    year, month, day = number(0, 4), number(4, 2), number(6, 2)
+    hour, minute, second = number(8, 2), number(10, 2), number(12, 2)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)] + (leap & (month == 2))
+    if ((year < _YEARS[0]) | (year > _YEARS[1]) | (month < 1) | (month > 12) | (day < 1) | (day > month_days)
+            | (hour > 23) | (minute > 59) | (second > 59)).any():
+        return None
+    us = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    us *= 1_000_000
+    if fraction:
+        kept = min(fraction, 6)  # beyond µs is truncated, as pandas' ns // 1000 does for these times
+        us += number(14, kept) * 10 ** (6 - kept)
+    if offset == 6:
+        off_h, off_m = number(14 + fraction, 2), number(16 + fraction, 2)
+        if ((off_h > 23) | (off_m > 59)).any():
+            return None
+        sign = np.where(cells[:, width - 6] == ord("-"), -1, 1)
+        us -= sign * (off_h * 60 + off_m) * 60_000_000
+    return us
