@@ -198,6 +198,8 @@ class TrainingRun(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped while a worker trains; a running run whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"training {self.pk} of detector {self.detector_id}: {self.status}"

@@ -33,10 +33,27 @@ def sweep() -> int:
     from .live import publish_unpublished
 
     publish_unpublished()
+    requeue_orphaned_training()
     stale = pipeline.stale_series()
     for series_id, organization_id in stale:
         run_detection.delay(series_id, organization_id)
     return len(stale)
+
+
+def requeue_orphaned_training(**kwargs) -> int:
+    """Training runs whose worker died (or whose message was lost) are queued again; the claim in
+    run_training lets only one worker take each. A run waiting in the queue is re-sent at most once
+    per TRAINING_LOST_AFTER, so one stuck behind a long training does not pile up copies."""
+    from .services.detectors import TRAINING_LOST_AFTER, release_orphaned_training
+
+    queued = 0
+    released, runs = release_orphaned_training(**kwargs)
+    for run in runs:
+        guard = f"train:requeued:{run.pk}"
+        if run.pk in released or cache.add(guard, 1, timeout=int(TRAINING_LOST_AFTER.total_seconds())):
+            train_detector.delay(run.pk, run.organization_id)
+            queued += 1
+    return queued
 
 
 @shared_task(name="detection.train", acks_late=True, soft_time_limit=1800, time_limit=1900)

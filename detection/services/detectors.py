@@ -8,6 +8,7 @@ conditional update, so a re-delivered task does nothing. Models live in the data
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -39,6 +40,9 @@ ACTIVATION_TOLERANCE = 1.10  # "not worse": within 10 % of the active model's va
 BASELINE_SAMPLE = 2000
 FEATURE_LOOKBACK_BARS = 30  # the longest feature window (volume_ratio: 20 bars; 15 minutes) plus margin
 DRIFT_THRESHOLD = 0.25
+TRAINING_HEARTBEAT = timedelta(seconds=10)
+TRAINING_STALE_AFTER = timedelta(seconds=90)  # nine missed heartbeats: the worker is gone
+TRAINING_LOST_AFTER = timedelta(minutes=10)
 
 
 class DetectorInvalid(InvalidError):
@@ -156,17 +160,46 @@ def _excluded_confirmed(detector: Detector, frame: pd.DataFrame) -> pd.DataFrame
     return frame[~frame["ts"].isin(stamps)] if stamps else frame
 
 
+class _Heartbeat:
+    """Bumps the run's heartbeat_at from a thread while the worker trains (fits can take many
+    minutes between progress updates), so a live run is never mistaken for an orphan."""
+
+    def __init__(self, run_id: int):
+        self.run_id, self.stop = run_id, threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"training-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self):
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(TRAINING_HEARTBEAT.total_seconds()):
+                TrainingRun.objects.filter(pk=self.run_id, status="running").update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
 def run_training(run_id: int, organization_id: int) -> TrainingRun | None:
-    """Trains one queued run. Idempotent: only the worker whose update claims the run trains it."""
+    """Trains one queued run. Idempotent: only the worker whose update claims the run trains it
+    (a run whose worker died is put back to queued by release_orphaned_training)."""
+    now = timezone.now()
     claimed = TrainingRun.objects.filter(pk=run_id, organization_id=organization_id, status="queued").update(
-        status="running", started_at=timezone.now(), progress=0.01, message="loading history")
+        status="running", started_at=now, heartbeat_at=now, progress=0.01, message="loading history")
     if not claimed:
         return None
     run = TrainingRun.objects.select_related("detector__series", "detector__benchmark").get(pk=run_id)
     detector = run.detector
     try:
         Detector.objects.filter(pk=detector.pk).update(status=DetectorStatus.TRAINING)
-        version = _train(run, detector)
+        with _Heartbeat(run.pk):
+            version = _train(run, detector)
     except (ValueError, KeyError, ArtifactError) as exc:
         logger.warning("training run %s of detector %s failed: %s", run.pk, detector.pk, exc)
         TrainingRun.objects.filter(pk=run.pk).update(status="failed", message=str(exc)[:2000],
@@ -200,6 +233,10 @@ def _train(run: TrainingRun, detector: Detector) -> TrainingRun:
     _progress(run, 0.95, "saving")
     with transaction.atomic():
         Detector.objects.select_for_update().get(pk=detector.pk)
+        if not TrainingRun.objects.filter(pk=run.pk, status="running", started_at=run.started_at).exists():
+            # Another worker took this run over while this one looked dead: its result wins.
+            logger.warning("training run %s was taken over by another worker; dropping this result", run.pk)
+            return TrainingRun.objects.get(pk=run.pk)
         active = ModelVersion.objects.filter(detector=detector, active=True).first()
         number = (ModelVersion.objects.filter(detector=detector).aggregate(n=Max("version"))["n"] or 0) + 1
         better = active is None or detector.needs_retraining or \
@@ -326,6 +363,23 @@ def suggest_threshold(detector: Detector, target_precision: float = 0.8) -> dict
         if kept and hits / len(kept) >= target_precision:
             return {"threshold": candidate, "precision": hits / len(kept), "kept": len(kept), "labelled": len(rows)}
     return {"threshold": None, "reason": f"no threshold reaches precision {target_precision}", "labelled": len(rows)}
+
+
+def release_orphaned_training(stale_after: timedelta = TRAINING_STALE_AFTER,
+                              lost_after: timedelta = TRAINING_LOST_AFTER) -> tuple[list[int], list[TrainingRun]]:
+    """(runs put back to queued because their worker stopped beating — SIGKILL, OOM, lost host —,
+    runs to queue again: those, and queued ones whose task message may be lost, e.g. a Redis restart)."""
+    now = timezone.now()
+    since = now - stale_after
+    dead = Q(status="running") & (Q(heartbeat_at__lt=since) | Q(heartbeat_at__isnull=True, started_at__lt=since))
+    released = []
+    for run in TrainingRun.objects.filter(dead).only("pk", "started_at"):
+        # Conditional on the same claim: a worker that just beat again keeps its run.
+        if TrainingRun.objects.filter(dead, pk=run.pk, started_at=run.started_at).update(
+                status="queued", message="queued again: the worker training it stopped"):
+            released.append(run.pk)
+    lost = Q(status="queued", created_at__lt=now - lost_after)
+    return released, list(TrainingRun.objects.filter(lost | Q(pk__in=released)).only("pk", "organization_id"))
 
 
 def training_candidates():
