@@ -1,4 +1,7 @@
-"""Rules: list with engine stats, an editor that validates as you type, enable/disable."""
+"""Rules: list with engine stats, an editor that validates as you type and previews a backtest on
+the chart before saving, enable/disable."""
+
+from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.http import JsonResponse
@@ -10,6 +13,7 @@ from detection.models import Rule
 from detection.services import rules as rule_services
 from watchlists.models import Series, Watchlist
 
+from . import series_data
 from .forms import RuleForm
 from .pages import attempt, org_page
 
@@ -82,6 +86,38 @@ def rule_validate(request, actor):
         errors = [e if isinstance(e, dict) else {"message": str(e)} for v in exc.details.values() for e in v]
         return JsonResponse({"ok": False, "message": exc.message, "errors": errors})
     return JsonResponse({"ok": True, "columns": rule_services.columns_for(kinds)})
+
+
+@require_POST
+@org_page
+def rule_preview(request, actor):
+    """The backtest preview: the anomalies the unsaved rule would have found over the target's latest
+    day, drawn on that series' chart (a watchlist target previews its first series)."""
+    form = _form(actor, request.POST)
+    form.fields["name"].required = False
+    if not form.is_valid():
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        return JsonResponse({"ok": False, "message": f"Fix the form first ({errors})."})
+    data = form.cleaned_data
+    kind, target = _target(actor, data["target"])
+    series = target if kind == "series" else Series.objects.for_actor(actor).filter(watchlists=target).first()
+    if series is None or series.last_point_at is None:
+        return JsonResponse({"ok": False, "message": "No stored data to preview on yet; replay or send some first."})
+    rule = Rule(organization_id=actor.organization_id, name=data["name"] or "preview", metrics=data["metrics"],
+                window_size=data["window_size"], step=data["step"], severity=data["severity"],
+                series=target if kind == "series" else None, watchlist=target if kind == "watchlist" else None)
+    view = series_data.latest_day(series, max_anomalies=0)
+    end = series.last_point_at + timedelta(microseconds=1)
+    try:
+        result = rule_services.backtest(actor=actor, rule=rule, start=end - timedelta(days=1), end=end)
+    except ServiceError as exc:
+        return JsonResponse({"ok": False, "message": exc.message})
+    chart = series_data.chart_data(view)
+    chart["anomalies"] = [{"time": int(datetime.fromisoformat(a["ts"]).timestamp()), "id": i, "text": a["text"],
+                           "severity": data["severity"]}
+                          for i, a in enumerate(result["anomalies"]) if a["series"] == series.pk]
+    return JsonResponse({"ok": True, "symbol": series.symbol, "count": result["count"],
+                         "rows": result["rows_processed"], "truncated": result["truncated"], "chart": chart})
 
 
 @require_POST

@@ -50,3 +50,16 @@ def latest_day(series: Series, max_anomalies: int = 200, resolution: str = "1m")
     view.anomalies = list(Anomaly.objects.filter(series=series, ts__gte=start, ts__lt=end).order_by("-ts")
                           [:max_anomalies])
     return view
+
+
+def chart_data(view: SeriesView) -> dict:
+    """What the chart script draws: bars (epoch seconds, OHLC) and anomaly markers."""
+    def clean(values):
+        return [None if v != v else round(v, 6) for v in values.tolist()]
+
+    seconds = (view.times_us // 1_000_000).tolist()
+    bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
+            else {"time": seconds, "close": clean(view.closes)})
+    return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
+            "anomalies": [{"time": int(a.ts.timestamp()), "id": a.pk, "text": a.text, "severity": a.severity}
+                          for a in view.anomalies]}

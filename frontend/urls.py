@@ -17,6 +17,7 @@ urlpatterns = [
     path("rules/", rule_views.rule_list, name="rules"),
     path("rules/new/", rule_views.rule_edit, name="rule-new"),
     path("rules/validate/", rule_views.rule_validate, name="rule-validate"),
+    path("rules/preview/", rule_views.rule_preview, name="rule-preview"),
     path("rules/<int:rule_id>/", rule_views.rule_edit, name="rule-edit"),
     path("rules/<int:rule_id>/toggle/", rule_views.rule_toggle, name="rule-toggle"),
     path("detectors/", detector_views.detector_list, name="detectors"),

@@ -38,7 +38,7 @@ def series_detail(request, actor, series_id):
     series = get_object_or_404(Series.objects.for_actor(actor), pk=series_id)
     view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"))
     return render(request, "frontend/series.html", {
-        "view": view, "chart_data": _chart_data(view), "resolutions": series_data.RESOLUTIONS,
+        "view": view, "chart_data": series_data.chart_data(view), "resolutions": series_data.RESOLUTIONS,
         "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
         "replay": replays.progress(series), "can_ingest": actor.can("ingest"),
         "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
@@ -89,19 +89,6 @@ def anomaly_feedback(request, actor, anomaly_id):
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)
     return redirect("frontend:anomaly", anomaly.pk)
-
-
-def _chart_data(view) -> dict:
-    """What the chart script draws: bars (epoch seconds, OHLC) and anomaly markers."""
-    def clean(values):
-        return [None if v != v else round(v, 6) for v in values.tolist()]
-
-    seconds = (view.times_us // 1_000_000).tolist()
-    bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
-            else {"time": seconds, "close": clean(view.closes)})
-    return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
-            "anomalies": [{"time": int(a.ts.timestamp()), "id": a.pk, "text": a.text, "severity": a.severity}
-                          for a in view.anomalies]}
 
 
 @login_required

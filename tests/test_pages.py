@@ -218,3 +218,20 @@ def test_detectors_page_creates_a_detector_on_a_bar_series(alice_client, org_a):
 
     detector = Detector.objects.get()
     assert r.status_code == 302 and r["Location"] == f"/detectors/{detector.pk}/" and detector.series == series
+
+
+def test_rule_preview_backtests_the_unsaved_rule_on_the_chart(alice_client, sensor_with_data):
+    from detection.models import Rule
+
+    body = {"name": "", "metrics": "value > 60", "target": f"series:{sensor_with_data.pk}", "severity": "high"}
+    result = alice_client.post("/rules/preview/", body).json()
+    assert result["ok"] and result["symbol"] == "boiler" and result["count"] > 1
+    assert len(result["chart"]["anomalies"]) == result["count"] and result["chart"]["bars"]["time"]
+    assert {a["text"] for a in result["chart"]["anomalies"]} == {"value > 60"}
+    assert Rule.objects.count() == 1  # only the fixture's rule: previews store nothing
+
+
+def test_rule_preview_of_another_orgs_series_is_404(carol_client, sensor_with_data):
+    body = {"metrics": "value > 60", "target": f"series:{sensor_with_data.pk}", "severity": "high"}
+    response = carol_client.post("/rules/preview/", body)
+    assert response.status_code == 200 and response.json()["ok"] is False  # not offered as a target at all

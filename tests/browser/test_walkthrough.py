@@ -140,6 +140,13 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.locator("#feedback")).to_contain_text("False Alarm")
     shots(page, "anomaly-false-positive")
 
+    # The rule editor's backtest preview draws what the rule finds in the data stored so far.
+    page.get_by_role("link", name="Block prints").click()
+    page.get_by_role("button", name="Preview on the latest day").click()
+    page.wait_for_function("Number(document.getElementById('preview-chart').dataset.markers || 0) >= 1")
+    expect(page.locator("#preview-summary")).to_contain_text("anomalies in")
+    shots(page, "rule-preview")
+
     # Subscribe by email to the series; the next anomaly of the running replay sends one.
     page.get_by_role("link", name="Alerts").click()
     page.get_by_role("link", name="Create a subscription").click()

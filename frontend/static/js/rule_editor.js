@@ -28,3 +28,33 @@
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(validate, 250); });
   if (metrics.value) validate();
 })();
+
+// The backtest preview: what the unsaved rule would have found, drawn on the target's chart.
+(function () {
+  "use strict";
+  const form = document.getElementById("rule-form");
+  const button = document.getElementById("preview-button");
+  if (!form || !button) return;
+  const summary = document.getElementById("preview-summary");
+  const el = document.getElementById("preview-chart");
+  let drawn = null;
+
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    summary.textContent = "Running the rule over the latest day…";
+    try {
+      const response = await fetch(form.dataset.previewUrl, { method: "POST", body: new FormData(form) });
+      const result = await response.json();
+      if (!result.ok) { summary.textContent = result.message; return; }
+      el.hidden = false;
+      if (drawn) drawn.chart.remove();
+      drawn = window.ahDrawChart(el, result.chart);
+      summary.textContent = `${result.count.toLocaleString()} anomalies in ${result.rows.toLocaleString()} points of `
+        + `${result.symbol}'s latest day${result.truncated ? " (list truncated)" : ""}. Nothing is saved until you save the rule.`;
+    } catch (_) {
+      summary.textContent = "The preview failed; check the connection and try again.";
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

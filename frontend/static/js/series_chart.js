@@ -1,41 +1,49 @@
-// The series page's chart (lightweight-charts): bars from the page's embedded data, anomaly
-// markers coloured by severity, and live updates from live.js ("ah:live" events).
+// Series charts (lightweight-charts): bars from embedded data, anomaly markers coloured by
+// severity. The series page's #chart also follows live updates from live.js ("ah:live" events);
+// the rule editor draws its backtest preview with the same window.ahDrawChart.
 (function () {
   "use strict";
-  const el = document.getElementById("chart");
-  if (!el || !window.LightweightCharts) return;
   const LC = window.LightweightCharts;
-  const data = JSON.parse(document.getElementById("chart-data").textContent);
-  const step = { "1m": 60, "5m": 300, "1h": 3600 }[data.resolution] || 60;
+  if (!LC) return;
   const colours = { low: "#7a8699", medium: "#f0a020", high: "#d64545", critical: "#8b0000" };
-  const chart = LC.createChart(el, {
-    height: 360, layout: { textColor: "#1d2330", background: { type: "solid", color: "#fbfcff" } },
-    timeScale: { timeVisible: true, secondsVisible: false }, autoSize: true,
-  });
-  const candles = Boolean(data.bars.open);
-  const series = candles ? chart.addSeries(LC.CandlestickSeries, {}) : chart.addSeries(LC.LineSeries, { lineWidth: 2 });
-  const bars = data.bars.time.map((t, i) => candles
-    ? { time: t, open: data.bars.open[i], high: data.bars.high[i], low: data.bars.low[i], close: data.bars.close[i] }
-    : { time: t, value: data.bars.close[i] }).filter((b) => (candles ? b.close : b.value) !== null);
-  series.setData(bars);
-  const markers = LC.createSeriesMarkers(series, []);
-  const marks = data.anomalies.map(toMarker).sort((a, b) => a.time - b.time);
-  markers.setMarkers(marks);
-  chart.timeScale().fitContent();
 
-  function toMarker(a) {
-    return { time: Math.floor(a.time / step) * step, position: "aboveBar", shape: "arrowDown",
-             color: colours[a.severity] || colours.medium, text: a.text.slice(0, 40), id: String(a.id) };
+  function drawChart(el, data) {
+    const step = { "1m": 60, "5m": 300, "1h": 3600 }[data.resolution] || 60;
+    const chart = LC.createChart(el, {
+      height: 360, layout: { textColor: "#1d2330", background: { type: "solid", color: "#fbfcff" } },
+      timeScale: { timeVisible: true, secondsVisible: false }, autoSize: true,
+    });
+    const candles = Boolean(data.bars.open);
+    const series = candles ? chart.addSeries(LC.CandlestickSeries, {}) : chart.addSeries(LC.LineSeries, { lineWidth: 2 });
+    const bars = data.bars.time.map((t, i) => candles
+      ? { time: t, open: data.bars.open[i], high: data.bars.high[i], low: data.bars.low[i], close: data.bars.close[i] }
+      : { time: t, value: data.bars.close[i] }).filter((b) => (candles ? b.close : b.value) !== null);
+    series.setData(bars);
+    const toMarker = (a) => ({ time: Math.floor(a.time / step) * step, position: "aboveBar", shape: "arrowDown",
+                               color: colours[a.severity] || colours.medium, text: a.text.slice(0, 40), id: String(a.id) });
+    const markers = LC.createSeriesMarkers(series, []);
+    const marks = data.anomalies.map(toMarker);
+    const show = () => markers.setMarkers(marks.slice().sort((a, b) => a.time - b.time));
+    show();
+    chart.timeScale().fitContent();
+    el.dataset.bars = String(bars.length);
+    el.dataset.markers = String(marks.length);
+    return { chart, series, bars, candles, step, addAnomaly(a) { marks.push(toMarker(a)); show(); el.dataset.markers = String(marks.length); } };
   }
+  window.ahDrawChart = drawChart;
+
+  const el = document.getElementById("chart");
+  const source = document.getElementById("chart-data");
+  if (!el || !source) return;
+  const data = JSON.parse(source.textContent);
+  const drawn = drawChart(el, data);
+  const { bars, candles, step, series } = drawn;
 
   document.addEventListener("ah:live", (e) => {
     const event = e.detail;
     if (event.series !== data.series) return;
     if (event.type === "anomaly") {
-      marks.push(toMarker({ time: Date.parse(event.ts) / 1000, id: event.id, text: event.text,
-                           severity: event.severity }));
-      markers.setMarkers(marks.slice().sort((a, b) => a.time - b.time));
-      el.dataset.markers = String(marks.length);
+      drawn.addAnomaly({ time: Date.parse(event.ts) / 1000, id: event.id, text: event.text, severity: event.severity });
       return;
     }
     const col = event.columns.indexOf(event.type === "tick" ? "price" : event.type === "bar" ? "close" : "value");
@@ -53,6 +61,4 @@
     el.dataset.bars = String(bars.length);
     el.dataset.points = String(Number(el.dataset.points || 0) + event.points.length);
   });
-  el.dataset.bars = String(bars.length);
-  el.dataset.markers = String(marks.length);
 })();
