@@ -1,6 +1,6 @@
 from django import forms
 
-from accounts.models import ApiKeyScope
+from accounts.models import ApiKeyScope, Role
 from alerts.models import Target
 from detection.models import Severity
 from watchlists.models import SeriesKind
@@ -94,3 +94,8 @@ class DetectorForm(forms.Form):
     def __init__(self, *args, series, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["series"].choices = [(str(s.pk), s.symbol) for s in series]
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email to invite")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label="Role")

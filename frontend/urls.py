@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alert_views, detector_views, rule_views, views, watchlist_views
+from . import alert_views, detector_views, member_views, rule_views, views, watchlist_views
 
 app_name = "frontend"
 urlpatterns = [
@@ -35,5 +35,9 @@ urlpatterns = [
     path("alerts/deliveries/", alert_views.delivery_log, name="deliveries"),
     path("orgs/<int:org_id>/switch/", views.org_switch, name="org-switch"),
     path("settings/api-keys/", views.api_keys, name="api-keys"),
+    path("settings/api-keys/<int:key_id>/revoke/", member_views.api_key_revoke, name="api-key-revoke"),
+    path("settings/members/", member_views.members, name="members"),
+    path("settings/members/<int:membership_id>/role/", member_views.member_role, name="member-role"),
+    path("settings/members/<int:membership_id>/remove/", member_views.member_remove, name="member-remove"),
     path("invitations/accept/", views.accept_invitation, name="accept-invitation"),
 ]

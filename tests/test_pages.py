@@ -235,3 +235,29 @@ def test_rule_preview_of_another_orgs_series_is_404(carol_client, sensor_with_da
     body = {"metrics": "value > 60", "target": f"series:{sensor_with_data.pk}", "severity": "high"}
     response = carol_client.post("/rules/preview/", body)
     assert response.status_code == 200 and response.json()["ok"] is False  # not offered as a target at all
+
+
+def test_members_page_invites_and_changes_roles(alice_client, alice, bob, org_a, mailoutbox):
+    from accounts.models import Invitation, Membership
+
+    html = alice_client.get("/settings/members/").content.decode()
+    assert "alice@example.com" in html and "bob@example.com" in html
+    alice_client.post("/settings/members/", {"email": "dave@example.com", "role": "member"})
+    assert Invitation.objects.get().email == "dave@example.com"
+    bob_membership = Membership.objects.get(user=bob)
+    alice_client.post(f"/settings/members/{bob_membership.pk}/role/", {"role": "admin"})
+    bob_membership.refresh_from_db()
+    assert bob_membership.role == "admin"
+
+
+def test_member_and_key_actions_on_another_org_are_404(carol_client, alice, org_a):
+    from accounts.models import ApiKey, Membership
+    from accounts.services import create_api_key
+    from accounts.tenancy import actor_for_user
+
+    key, _ = create_api_key(actor=actor_for_user(alice, org_a.pk), name="k")
+    membership = Membership.objects.get(user=alice)
+    assert carol_client.post(f"/settings/members/{membership.pk}/role/", {"role": "viewer"}).status_code == 404
+    assert carol_client.post(f"/settings/members/{membership.pk}/remove/").status_code == 404
+    assert carol_client.post(f"/settings/api-keys/{key.pk}/revoke/").status_code == 404
+    assert Membership.objects.get(user=alice).role == "owner" and ApiKey.objects.get().revoked_at is None

@@ -169,7 +169,8 @@ def _walk(app_server, context, page, mail, shots):
     narrow = context.new_page()
     narrow.set_viewport_size(NARROW)
     for path in ("/", page.url.replace(app_server, ""), series_url.replace(app_server, ""), "/rules/", "/alerts/",
-                 "/alerts/new/", "/alerts/webhooks/"):
+                 "/alerts/new/", "/alerts/webhooks/", "/alerts/deliveries/", "/detectors/", "/settings/members/",
+                 "/settings/api-keys/"):
         narrow.goto(f"{app_server}{path}")
         assert _fits(narrow), f"{path} overflows at 390 px"
     narrow.goto(series_url)
