@@ -124,3 +124,11 @@ def test_a_line_with_extra_fields_is_a_clear_error_naming_the_file_line(tmp_path
         importer.import_csv(actor=system_actor(spy.organization_id), series=spy, path=path, chunk_rows=3)
     assert "Expected 3 fields in line 6, saw 4" in exc.value.message
     assert count_rows("watchlists_tick", spy.pk) == 3
+
+
+def test_json_string_times_take_the_fast_path_only_when_regular():
+    regular = pd.Series(["2013-10-07T09:30:00.001-04:00", "2013-10-07T13:30:00.250+00:00"])
+    assert ingest._fast_string_times(regular).tolist() == [1381152600001000, 1381152600250000]
+    for odd in (["2013-10-07T09:30:00Z", "2013-10-07T09:30:00.5Z"], ["2013-10-07T09:30:00Z\n2013-10-07T09:30:00Z"],
+                [" 2013-10-07T09:30:00Z"], ["2013-10-07T09:30:00Z", 5], ["2013-10-07T09:30:00Zé"]):
+        assert ingest._fast_string_times(pd.Series(odd, dtype=object)) is None

@@ -164,3 +164,13 @@ def test_watchlist_only_takes_own_series(alice_client, carol, spy):
     assert r.status_code == 400 and f"No series with id {foreign.pk}." in r.json()["error"]["details"]["series"]
     r = alice_client.post("/api/v1/watchlists/", {"name": "Core", "series": [spy.pk]}, format="json")
     assert r.status_code == 201 and r.json()["series"] == [spy.pk]
+
+
+def test_json_bodies_orjson_refuses_still_get_drfs_answers(alice_client, spy):
+    url = f"/api/v1/series/{spy.pk}/points/"
+    bad = alice_client.post(url, '[{"ts": "2013-10-07T13:30:00Z", "price": NaN, "size": 1}]',
+                            content_type="application/json")
+    assert bad.status_code == 400 and "JSON parse error" in bad.content.decode()
+    latin = '[{"ts": "2013-10-07T13:30:00Z", "price": 1, "size": 1, "exchange": "Z\u00fcrich"}]'
+    ok = alice_client.post(url, latin.encode("latin-1"), content_type="application/json; charset=latin-1")
+    assert ok.status_code == 201, ok.content

@@ -19,7 +19,7 @@ from ..store import reader
 from ..store.schema import FEATURE_COLUMNS
 from . import points as points_api
 from . import serializers as s
-from .parsers import CSVParser
+from .parsers import CSVParser, FastJSONParser
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -34,6 +34,7 @@ def _idempotency_key(request) -> str | None:
 # The point pages are the API's largest bodies: orjson renders them; the browsable API stays.
 POINTS_RENDERERS = [points_api.PointsJSONRenderer,
                     *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
+INGEST_PARSERS = [FastJSONParser, *(p for p in api_settings.DEFAULT_PARSER_CLASSES if p is not JSONParser)]
 
 
 def _ingest_response(results):
@@ -46,7 +47,7 @@ class SeriesViewSet(TenantViewSet):
 
     serializer_class = s.SeriesSerializer
     queryset = Series.objects.order_by("symbol")
-    parser_classes = [JSONParser, CSVParser]
+    parser_classes = [FastJSONParser, CSVParser]
 
     def required_action(self):
         if self.action == "points" and self.request.method == "POST":
@@ -138,6 +139,8 @@ class WatchlistViewSet(TenantViewSet):
 
 class IngestView(ActorMixin, APIView):
     """Points for many series in one atomic request, keyed by symbol."""
+
+    parser_classes = INGEST_PARSERS
 
     def required_action(self):
         return "ingest"
