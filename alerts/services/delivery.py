@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..models import Channel, DeliveryAttempt, Notification, WebhookEndpoint
@@ -93,14 +94,14 @@ def deliver_notification(*, notification_id: int, organization_id: int, now: dat
     now = now or timezone.now()
     claimed = Notification.objects.filter(
         pk=notification_id, organization_id=organization_id, status=Notification.Status.PENDING, due_at__lte=now,
-    ).update(status=Notification.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    ).update(status=Notification.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1,
+             first_attempt_at=Coalesce(F("first_attempt_at"), Value(now)))
     if not claimed:
         return Outcome("skipped")
     n = Notification.objects.select_related("endpoint", "subscription", "user").get(pk=notification_id)
-    if n.first_attempt_at is None or not n.payload:
-        n.first_attempt_at = n.first_attempt_at or now
-        n.payload = n.payload or render.payload_for(n, now)
-        n.save(update_fields=["first_attempt_at", "payload"])
+    if not n.payload:  # dispatch renders final messages itself; groups are rendered here, once
+        n.payload = render.payload_for(n, now)
+        n.save(update_fields=["payload"])
     started = time.perf_counter()
     try:
         sent, error = _send(n, now), None

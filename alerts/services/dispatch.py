@@ -18,7 +18,8 @@ from django.utils import timezone
 from detection.models import Anomaly
 
 from ..models import SEVERITY_RANK, AlertSubscription, Channel, Incident, Notification, Target
-from ..noise import IncidentState, Item, Message, Planner
+from ..noise import ANOMALIES, IncidentState, Item, Message, Planner
+from . import render
 from .subscriptions import config_for
 
 logger = logging.getLogger(__name__)
@@ -75,14 +76,15 @@ def matches(sub: AlertSubscription, a, members: dict[int, set[int]]) -> bool:
     }[sub.target]
 
 
-def _candidate_ids(organization_id: int, anomalies: list[Anomaly]) -> list[int]:
+def _candidates(organization_id: int, anomalies: list[Anomaly]):
+    """Enabled subscriptions that may want these anomalies, as a subquery (the watchlist join
+    repeats rows, and FOR UPDATE cannot be combined with DISTINCT)."""
     series = {a.series_id for a in anomalies}
     q = (Q(target=Target.EVERYTHING) | Q(target=Target.SERIES, series_id__in=series)
          | Q(target=Target.WATCHLIST, watchlist__items__series_id__in=series)
          | Q(target=Target.RULE, rule_id__in={a.rule_id for a in anomalies if a.rule_id})
          | Q(target=Target.DETECTOR, detector_id__in={a.detector_id for a in anomalies if a.detector_id}))
-    return list(AlertSubscription.objects.filter(organization_id=organization_id, enabled=True)
-                .filter(q).values_list("pk", flat=True).distinct())
+    return AlertSubscription.objects.filter(organization_id=organization_id, enabled=True).filter(q).values("pk")
 
 
 def dispatch_anomalies(*, organization_id: int, anomaly_ids: list[int], now: datetime | None = None) -> int:
@@ -98,15 +100,16 @@ def dispatch_anomalies(*, organization_id: int, anomaly_ids: list[int], now: dat
         if not claimed:
             return 0
         anomalies = list(Anomaly.objects.filter(organization_id=organization_id, pk__in=claimed)
-                         .select_related("series").order_by("ts", "series_id", "pk"))
-        sub_ids = _candidate_ids(organization_id, anomalies)
-        subs = list(AlertSubscription.objects.filter(pk__in=sub_ids).select_related("user")
-                    .select_for_update(of=("self",)).order_by("pk"))
+                         .select_related("series", "rule", "detector").order_by("ts", "series_id", "pk"))
+        # Found and locked in one round trip: every query here is on the anomaly -> webhook latency path.
+        subs = list(AlertSubscription.objects.filter(pk__in=_candidates(organization_id, anomalies))
+                    .select_related("user").select_for_update(of=("self",)).order_by("pk"))
         members = watchlist_members(organization_id, {s.watchlist_id for s in subs if s.watchlist_id})
+        loaded = {a.pk: a for a in anomalies}
         for sub in subs:
             items = [item_of(a) for a in anomalies if matches(sub, a, members)]
             if items:
-                written += plan_and_write(sub, items, now)
+                written += plan_and_write(sub, items, now, loaded)
     logger.info("alerts dispatch org=%s anomalies=%s notifications=%s", organization_id, len(claimed), len(written))
     return len(written)
 
@@ -123,18 +126,25 @@ def load_incidents(sub: AlertSubscription, series_ids=None) -> dict[int, Inciden
         resolved_at=i.resolved_at, pk=i.pk) for i in latest}
 
 
-def plan_and_write(sub: AlertSubscription, items: list[Item], now: datetime) -> list[Notification]:
-    open_groups = set(Notification.objects.select_for_update().filter(
-        subscription=sub, status=Notification.Status.PENDING, group_end__isnull=False
-    ).values_list("message_key", flat=True))
-    planner = Planner(config_for(sub), load_incidents(sub, {i.series_id for i in items}), open_groups)
+def plan_and_write(sub: AlertSubscription, items: list[Item], now: datetime,
+                   loaded: dict[int, Anomaly] | None = None) -> list[Notification]:
+    config = config_for(sub)
+    open_groups = set()
+    if config.window or config.quiet_start is not None:
+        # Only windows and quiet hours make groups that wait in the outbox (keys g:/q:); without
+        # them no message can extend one, so the lookup is skipped on the latency path.
+        open_groups = set(Notification.objects.select_for_update().filter(
+            subscription=sub, status=Notification.Status.PENDING, group_end__isnull=False
+        ).values_list("message_key", flat=True))
+    planner = Planner(config, load_incidents(sub, {i.series_id for i in items}), open_groups)
     planner.feed(items)
-    return write(sub, planner, now)
+    return write(sub, planner, now, loaded)
 
 
-def write(sub: AlertSubscription, planner: Planner, now: datetime) -> list[Notification]:
+def write(sub: AlertSubscription, planner: Planner, now: datetime,
+          loaded: dict[int, Anomaly] | None = None) -> list[Notification]:
     save_incidents(sub, [*planner.closed, *planner.incidents.values()])
-    return write_messages(sub, list(planner.messages.values()), now)
+    return write_messages(sub, list(planner.messages.values()), now, loaded)
 
 
 def save_incidents(sub: AlertSubscription, states) -> None:
@@ -170,7 +180,13 @@ def destinations(sub: AlertSubscription) -> list[dict]:
     return out
 
 
-def write_messages(sub: AlertSubscription, messages: list[Message], now: datetime) -> list[Notification]:
+def _final(msg: Message) -> bool:
+    """A message nothing can be added to any more (no group window, no quiet-hours hold)."""
+    return msg.kind == ANOMALIES and msg.group_end is None and msg.hold_until is None
+
+
+def write_messages(sub: AlertSubscription, messages: list[Message], now: datetime,
+                   loaded: dict[int, Anomaly] | None = None) -> list[Notification]:
     fresh = [m for m in messages if not m.existing]
     # A group key already used by a group that has been sent: late anomalies start a follow-up.
     used = set(Notification.objects.filter(subscription=sub, message_key__in=[m.key for m in fresh])
@@ -185,12 +201,19 @@ def write_messages(sub: AlertSubscription, messages: list[Message], now: datetim
                 n.save(update_fields=["anomaly_ids", "series_ids"])
             continue
         key = m.key if m.key not in used else f"{m.key}~{m.items[0].key if m.items else int(now.timestamp())}"
+        payload = None
         for dest in destinations(sub):
-            rows.append(Notification(
+            n = Notification(
                 organization_id=sub.organization_id, idempotency_key=f"s{sub.pk}:{key}:{dest['channel']}",
                 subscription=sub, user_id=sub.user_id, kind=m.kind, message_key=key, group_end=m.group_end,
                 event_ts=m.event_ts, anomaly_ids=ids, series_ids=sorted(m.series_ids), detail=m.detail,
-                due_at=_due(m, now), **dest))
+                due_at=_due(m, now), **dest)
+            if loaded is not None and _final(m):
+                # Rendered here, from the anomalies already in memory, for messages that cannot
+                # grow: delivery then skips a query and a write before the send (latency path).
+                payload = payload or render.payload_for(n, now, loaded)
+                n.payload = payload
+            rows.append(n)
     created = Notification.objects.bulk_create(rows)
     if created:
         from .delivery import enqueue

@@ -78,11 +78,15 @@ def _summary(n: Notification, anomalies: list[Anomaly], data: dict) -> tuple[str
     return "anomalies.detected", f"{len(n.anomaly_ids)} anomalies on {len(symbols)} series ({', '.join(symbols[:5])})"
 
 
-def payload_for(n: Notification, now=None) -> dict:
+def payload_for(n: Notification, now=None, loaded: dict[int, Anomaly] | None = None) -> dict:
+    """`loaded`: the anomalies by id when the caller has them (with series, rule and detector)."""
     now = now or timezone.now()
     ids = list(n.anomaly_ids)
-    anomalies = list(Anomaly.objects.filter(organization_id=n.organization_id, pk__in=ids[:MAX_LISTED])
-                     .select_related("series", "rule", "detector").order_by("ts", "pk"))
+    if loaded is not None and all(i in loaded for i in ids[:MAX_LISTED]):
+        anomalies = sorted((loaded[i] for i in ids[:MAX_LISTED]), key=lambda a: (a.ts, a.pk))
+    else:
+        anomalies = list(Anomaly.objects.filter(organization_id=n.organization_id, pk__in=ids[:MAX_LISTED])
+                         .select_related("series", "rule", "detector").order_by("ts", "pk"))
     data = {"notification_id": message_id(n), "organization_id": n.organization_id,
             "subscription": {"id": n.subscription_id, "name": str(n.subscription)} if n.subscription_id else None,
             "event_time": n.event_ts.isoformat() if n.event_ts else None,

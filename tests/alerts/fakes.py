@@ -17,7 +17,15 @@ class Recorder:
         self.extra_headers = headers or {}
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
         self.hang = None  # a threading.Event: the first request waits on it before answering
+
+    def wait_for(self, count: int, timeout: float) -> dict | None:
+        """Blocks (no polling: a waiting thread must not steal CPU from what is measured) until
+        `count` requests have arrived; the count-th request, or None on timeout."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+            return self.requests[count - 1] if len(self.requests) >= count else None
 
     def next_status(self) -> int:
         with self.lock:
@@ -35,6 +43,7 @@ def _handler(rec: Recorder, check):
             with rec.lock:
                 rec.requests.append(request)
                 first = len(rec.requests) == 1
+                rec.arrived.notify_all()
             if rec.hang is not None and first:
                 rec.hang.wait(60)
             problem = check(request) if check else None
