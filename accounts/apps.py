@@ -6,5 +6,5 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import audit  # noqa: F401  (connects the login/logout audit receivers)
+        from . import audit, lifecycle  # noqa: F401  (audit receivers; anonymising a deleted user's events)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -12,6 +12,8 @@ class AlertsConfig(AppConfig):
     def ready(self):
         from detection.signals import anomalies_detected
 
+        from . import lifecycle  # noqa: F401  (blanks a deleted user's address in the delivery log)
+
         anomalies_detected.connect(on_anomalies_detected, dispatch_uid="alerts.on_anomalies_detected", weak=False)
 
 

@@ -6,19 +6,19 @@ class DetectionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from watchlists.signals import points_stored
+        from watchlists.signals import batch_stored
 
-        from .tasks import enqueue_series
+        from .tasks import enqueue_many
 
-        def on_points_stored(sender, organization_id, series_id, **kwargs):
-            enqueue_series(series_id, organization_id)
+        def on_batch_stored(sender, organization_id, spans, **kwargs):
+            enqueue_many(sorted(spans), organization_id)
 
-        points_stored.connect(on_points_stored, dispatch_uid="detection.on_points_stored", weak=False)
+        batch_stored.connect(on_batch_stored, dispatch_uid="detection.on_batch_stored", weak=False)
 
         from .live import publish_anomalies
         from .signals import anomalies_detected
 
-        def on_anomalies(sender, organization_id, series_id, anomaly_keys, **kwargs):
-            publish_anomalies(organization_id, series_id, anomaly_keys)
+        def on_anomalies(sender, organization_id, series_id, anomaly_keys, created=None, **kwargs):
+            publish_anomalies(organization_id, series_id, anomaly_keys, created)
 
         anomalies_detected.connect(on_anomalies, dispatch_uid="detection.live", weak=False)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from watchlists.live import publish
+from watchlists.live import publish_many
 
 from .models import Anomaly
 
@@ -19,8 +19,12 @@ def anomaly_event(anomaly: Anomaly) -> dict:
             "observed": anomaly.observed}
 
 
-def publish_anomalies(organization_id: int, series_id: int, anomaly_keys) -> None:
-    """Publishes the anomalies a detection chunk just committed, and marks them published."""
+def publish_anomalies(organization_id: int, series_id: int, anomaly_keys, created=None) -> None:
+    """Publishes the anomalies a detection chunk just committed, and marks them published.
+    `created`: the rows the chunk inserted (with ids), when it knows them; else they are read back."""
+    if created is not None:
+        _publish(created)
+        return
     if not anomaly_keys:
         return
     stamps = {k[0] for k in anomaly_keys}
@@ -39,7 +43,7 @@ def publish_unpublished(older_than: timedelta = timedelta(seconds=5), limit: int
 
 
 def _publish(anomalies: list[Anomaly]) -> None:
-    for anomaly in sorted(anomalies, key=lambda a: (a.ts, a.pk)):
-        publish(anomaly.series_id, anomaly_event(anomaly))
+    """One publish for all of them, then one UPDATE marking them published."""
+    publish_many([(a.series_id, anomaly_event(a)) for a in sorted(anomalies, key=lambda a: (a.ts, a.pk))])
     if anomalies:
         Anomaly.objects.filter(pk__in=[a.pk for a in anomalies]).update(published_at=timezone.now())

@@ -1,26 +1,38 @@
 """Detect-queue tasks. Arguments are ids; every task is idempotent (see detection.pipeline)."""
 
 from celery import shared_task
-from django.core.cache import cache
+
+from watchlists import coalesce
 
 from . import pipeline
 
-QUEUED_KEY = "detect:queued:{}"
+DETECT = "detect"
 
 
 def enqueue_series(series_id: int, organization_id: int) -> None:
-    """Queues a detection run unless one is already queued: bursts of small batches coalesce
-    into one run that reads everything new."""
-    if cache.add(QUEUED_KEY.format(series_id), 1, timeout=300):
-        run_detection.delay(series_id, organization_id)
+    enqueue_many([series_id], organization_id)
+
+
+def enqueue_many(series_ids: list[int], organization_id: int) -> None:
+    """Adds the series to the organization's pending set and queues a run unless one is queued
+    (one Redis round trip): bursts of batches coalesce into one run that reads everything new."""
+    if coalesce.add_pending(DETECT, organization_id, series_ids):
+        run_pending.delay(organization_id)
 
 
 @shared_task(name="detection.run", acks_late=True)
 def run_detection(series_id: int, organization_id: int) -> int:
-    """Streams a series' new points through its rules. Clears the queued flag first, so points
-    stored while it runs queue another run instead of being missed."""
-    cache.delete(QUEUED_KEY.format(series_id))
+    """Streams a series' new points through its rules (the sweep queues these)."""
     return pipeline.run_series(series_id, organization_id)
+
+
+@shared_task(name="detection.run_pending", acks_late=True)
+def run_pending(organization_id: int) -> int:
+    """Streams the new points of every series pending for the organization through their rules,
+    in one pass. Takes the set (and clears the flag) first, so points stored while it runs queue
+    another run instead of being missed; a lost run is recovered by the sweep."""
+    series_ids = coalesce.take_pending(DETECT, organization_id)
+    return pipeline.run_many(series_ids, organization_id) if series_ids else 0
 
 
 @shared_task(name="detection.sweep")

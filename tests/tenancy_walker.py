@@ -29,6 +29,8 @@ EXEMPT = {
     "live-ticket": "a ticket for the caller's own organization; covered by the WebSocket isolation tests",
     "invitation-accept": "takes a secret token; covered by test_invitation_token_of_other_org",
     "ingest": "resolves symbols inside the caller's org; covered by test_ingest_cannot_reach_other_orgs_symbols",
+    "export": "exports the caller's own organization only; covered by "
+              "tests/reliability/test_lifecycle_export.py::test_export_never_contains_another_organizations_data",
 }
 
 

@@ -24,26 +24,52 @@ def series_group(series_id: int) -> str:
 
 
 def publish(series_id: int, event: dict) -> None:
-    """Sends one event to a series' group. Never raises: the feed is best-effort on top of
-    storage, and a dead channel layer must not fail an ingest that has already committed."""
+    """Sends one event to a series' group. Never raises (see publish_many)."""
+    publish_many([(series_id, event)])
+
+
+def publish_many(events: list[tuple[int, dict]]) -> None:
+    """Sends events to their series' groups, in order. Never raises: the feed is best-effort on
+    top of storage, and a dead channel layer must not fail an ingest that has already committed.
+
+    Layers with `group_send_many_sync` (anomalyhub.channel_layer's) publish the whole list in one
+    Redis round trip from this thread; others go through their async group_send."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not events:
         return
+    sent = time.time()
+    messages = [(series_group(series_id), {"type": "live.event", "series": series_id, "sent": sent, "event": event})
+                for series_id, event in events]
     try:
-        async_to_sync(layer.group_send)(series_group(series_id),
-                                        {"type": "live.event", "series": series_id, "sent": time.time(),
-                                         "event": event})
+        send_many = getattr(layer, "group_send_many_sync", None)
+        if send_many is not None:
+            send_many(messages)
+        else:
+            async_to_sync(_send_each)(layer, messages)
     except Exception:  # noqa: BLE001 — logged, and clients re-sync over REST on a sequence gap
-        logger.exception("live feed publish failed for series %s", series_id)
+        logger.exception("live feed publish failed for series %s", sorted({s for s, _ in events}))
 
 
-def publish_points(series_id: int, points: Points) -> None:
+async def _send_each(layer, messages) -> None:
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+def points_event(series_id: int, points: Points) -> dict:
     """One event per stored batch: [ts_ms, *columns] rows (the latest MAX_POINTS_PER_EVENT)."""
     n = len(points)
     keep = slice(max(0, n - MAX_POINTS_PER_EVENT), n)
     order = np.argsort(points.ts[keep], kind="stable")
     columns = list(VALUE_COLUMNS[points.kind])
     rows = [(points.ts[keep][order] // 1000).tolist()] + [points.values[c][keep][order].tolist() for c in columns]
-    publish(series_id, {"type": EVENT_TYPES[points.kind], "series": series_id, "columns": ["ts", *columns],
-                        "points": [list(r) for r in zip(*rows, strict=True)], "count": n,
-                        "truncated": n > MAX_POINTS_PER_EVENT})
+    return {"type": EVENT_TYPES[points.kind], "series": series_id, "columns": ["ts", *columns],
+            "points": [list(r) for r in zip(*rows, strict=True)], "count": n, "truncated": n > MAX_POINTS_PER_EVENT}
+
+
+def publish_points(series_id: int, points: Points) -> None:
+    publish_many([(series_id, points_event(series_id, points))])
+
+
+def publish_points_many(batches: list[tuple[int, Points]]) -> None:
+    """One point event per series of a stored batch, all in one publish."""
+    publish_many([(series_id, points_event(series_id, points)) for series_id, points in batches])

@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
@@ -14,7 +14,7 @@ from accounts.tenancy import Actor
 from . import calendars, live, metrics
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
-from .signals import points_stored
+from .signals import batch_stored, points_stored
 from .store import reader
 from .store.partitions import ensure_partitions
 from .store.rollups import RESOLUTIONS
@@ -194,7 +194,7 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
         IngestBatch.objects.create(organization_id=actor.organization_id, key=idempotency_key,
                                    series=batches[0][0] if len(batches) == 1 else None,
                                    rows=sum(len(p) for _, p in batches))
-    results = []
+    results, announced = [], []
     for series, points in batches:
         if not len(points):
             results.append(IngestResult(series.pk, 0, 0))
@@ -202,26 +202,48 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
         stored = write_points(series.organization_id, series.pk, points)
         first, last = int(points.ts.min()), int(points.ts.max())
         last_dt = from_us(last)
-        Series.objects.filter(pk=series.pk).update(last_point_at=_later(series.last_point_at, last_dt))
         results.append(IngestResult(series.pk, len(points), stored, first_ts=from_us(first).isoformat(),
                                     last_ts=last_dt.isoformat()))
-        transaction.on_commit(_announce(series, points, first, last))
+        announced.append((series, points, first, last))
+    if announced:
+        _advance_last_points(announced)
+        transaction.on_commit(_announce(actor.organization_id, announced))
     return results
+
+
+def _advance_last_points(announced) -> None:
+    """Moves every series' last_point_at forward in one statement (one round trip per batch, not
+    per series); in id order, so concurrent batches lock the rows in the same order."""
+    latest = sorted({series.pk: from_us(last) for series, _, _, last in announced}.items())
+    if connection.vendor != "postgresql":
+        for series_id, last_dt in latest:
+            current = Series.objects.filter(pk=series_id).values_list("last_point_at", flat=True).first()
+            Series.objects.filter(pk=series_id).update(last_point_at=_later(current, last_dt))
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
+                       "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, t) WHERE s.id = v.id",
+                       [[k for k, _ in latest], [t for _, t in latest]])
 
 
 def _later(current, candidate):
     return candidate if current is None or candidate > current else current
 
 
-def _announce(series: Series, points: Points, first: int, last: int):
-    """After commit: live subscribers first (lowest latency), then detection, then rollups."""
+def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]]):
+    """After commit, once for the whole batch: detection first (the anomaly path is the latency
+    that matters), then live subscribers (one Redis round trip for every series), then rollups
+    (coalesced per series). Per series this used to be ~4 round trips; now it is ~4 per batch."""
     def send():
-        from .tasks import refresh_rollups
+        from .tasks import enqueue_rollups
 
-        live.publish_points(series.pk, points)
-        points_stored.send(sender=Series, organization_id=series.organization_id, series_id=series.pk,
-                           start_us=first, end_us=last, rows=len(points))
-        refresh_rollups.delay(series.pk, series.organization_id, first, last)
+        spans = {series.pk: (first, last) for series, _, first, last in stored}
+        batch_stored.send(sender=Series, organization_id=organization_id, spans=spans)
+        for series, points, first, last in stored:
+            points_stored.send(sender=Series, organization_id=organization_id, series_id=series.pk,
+                               start_us=first, end_us=last, rows=len(points))
+        live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
+        enqueue_rollups(organization_id, spans)
     return send
 
 

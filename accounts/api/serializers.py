@@ -106,3 +106,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "action", "actor_label", "target_type", "target_id", "target_label", "ip",
                   "details"]
         read_only_fields = fields
+
+
+class DeleteAccountSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=128, write_only=True,
+                                     help_text="Your current password, to confirm it is you.")

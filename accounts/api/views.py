@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from .. import bruteforce, services
+from .. import bruteforce, lifecycle, services
 from ..errors import PermissionDeniedError
 from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from ..tenancy import (
@@ -125,6 +125,20 @@ class MeView(ActorMixin, APIView):
             "user": user, "organization": org, "role": actor.role, "scope": actor.scope,
             "actions": sorted(actor.actions),
         }, context={"roles": {org.pk: actor.role} if org else {}}).data)
+
+    @extend_schema(request=s.DeleteAccountSerializer, responses={204: None})
+    def delete(self, request):
+        """Deletes your account (docs/data-lifecycle.md). Signed-in users only, with their password."""
+        if actor_for_request(request).api_key is not None:
+            raise PermissionDeniedError("An API key cannot delete a person's account; sign in as them.")
+        data = s.DeleteAccountSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not request.user.check_password(data.validated_data["password"]):
+            raise ValidationError({"password": ["Incorrect password."]})
+        lifecycle.delete_user(user=request.user)
+        # Not logout(): its signal would audit a "logout" by the user who no longer exists.
+        request._request.session.flush()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class OrganizationViewSet(ActorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -1,6 +1,8 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
+from .export import ExportView
 
 router = SimpleRouter()
 router.register("rules", views.RuleViewSet, basename="rule")
@@ -8,4 +10,4 @@ router.register("anomalies", views.AnomalyViewSet, basename="anomaly")
 router.register("detectors", views.DetectorViewSet, basename="detector")
 router.register("models", views.ModelVersionViewSet, basename="modelversion")
 router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun")
-urlpatterns = router.urls
+urlpatterns = [path("export/", ExportView.as_view(), name="export"), *router.urls]

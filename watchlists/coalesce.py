@@ -1,0 +1,162 @@
+"""Coalesced per-series background work: a burst of small batches becomes one queued run.
+
+Two shapes: per-series flags and spans (claim/release: rollups), and a pending set per
+organization (add_pending/take_pending: detection, where one run over every pending series costs
+the same handful of queries as a run over one).
+
+A flag per (purpose, series) means "a run is queued". Only the batch that sets the flag queues a
+task; the run clears the flag before it reads, so points stored while it runs queue the next
+run instead of being missed. A span per series (earliest start, latest end) can ride along: the
+run takes it atomically with clearing the flag, and covers everything stored since the last run.
+
+With Redis (production: the cache's Redis) one call is ONE round trip for every series of a
+batch: flags and spans are pipelined. Without it (embedded mode: one process, tasks run in
+process) a dict under a lock does the same.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.core.cache import cache
+
+FLAG_SECONDS = 300  # a lost task message frees its series after this; the sweeps cover the gap
+SPAN_SECONDS = 7 * 24 * 3600
+
+
+def _flag(purpose: str, series_id: int) -> str:
+    return f"{purpose}:queued:{series_id}"
+
+
+def _span(purpose: str, series_id: int) -> str:
+    return f"{purpose}:span:{series_id}"
+
+
+def _pending(purpose: str, organization_id: int) -> tuple[str, str]:
+    return f"{purpose}:queued:org:{organization_id}", f"{purpose}:pending:{organization_id}"
+
+
+def _redis():
+    """The raw client behind Django's RedisCache, or None for other cache backends."""
+    inner = getattr(cache, "_cache", None)
+    if inner is None or not hasattr(inner, "get_client"):
+        return None
+    return inner.get_client(None, write=True)
+
+
+def claim(purpose: str, series_ids: list[int], spans: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    """Widens each series' pending span (if given), sets the queued flags, and returns the series
+    whose flag was not set yet: queue one run for exactly those."""
+    spans = spans or {}
+    client = _redis()
+    if client is None:
+        return _LOCAL.claim(purpose, series_ids, spans)
+    key = cache.make_and_validate_key
+    pipe = client.pipeline(transaction=False)
+    for series_id, (lo, hi) in spans.items():
+        name = key(_span(purpose, series_id))
+        # ZADD LT/GT keep the smaller start and the larger end (µs fit a double's 53 bits).
+        pipe.zadd(name, {"lo": lo}, lt=True)
+        pipe.zadd(name, {"hi": hi}, gt=True)
+        pipe.expire(name, SPAN_SECONDS)
+    for series_id in series_ids:
+        pipe.set(key(_flag(purpose, series_id)), b"1", nx=True, ex=FLAG_SECONDS)
+    results = pipe.execute()[len(spans) * 3:]
+    return [series_id for series_id, fresh in zip(series_ids, results, strict=True) if fresh]
+
+
+def release(purpose: str, series_ids: list[int]) -> dict[int, tuple[int, int] | None]:
+    """Clears the flags and takes the pending spans, atomically: {series id: (start, end) or None}."""
+    client = _redis()
+    if client is None:
+        return _LOCAL.release(purpose, series_ids)
+    key = cache.make_and_validate_key
+    pipe = client.pipeline(transaction=True)
+    for series_id in series_ids:
+        pipe.delete(key(_flag(purpose, series_id)))
+    for series_id in series_ids:
+        name = key(_span(purpose, series_id))
+        pipe.zrange(name, 0, -1, withscores=True)
+        pipe.delete(name)
+    results = pipe.execute()[len(series_ids):]
+    out = {}
+    for series_id, members in zip(series_ids, results[::2], strict=True):
+        scores = {m.decode() if isinstance(m, bytes) else m: int(s) for m, s in members}
+        out[series_id] = (scores["lo"], scores["hi"]) if {"lo", "hi"} <= scores.keys() else None
+    return out
+
+
+def add_pending(purpose: str, organization_id: int, series_ids: list[int]) -> bool:
+    """Adds series to the organization's pending set; True when no run was queued for it (queue
+    one). One run then takes every series pending at its start, however many batches added them."""
+    client = _redis()
+    flag, members = _pending(purpose, organization_id)
+    if client is None:
+        return _LOCAL.add_pending(flag, members, series_ids)
+    key = cache.make_and_validate_key
+    pipe = client.pipeline(transaction=False)
+    pipe.sadd(key(members), *series_ids)
+    pipe.expire(key(members), SPAN_SECONDS)
+    pipe.set(key(flag), b"1", nx=True, ex=FLAG_SECONDS)
+    return bool(pipe.execute()[-1])
+
+
+def take_pending(purpose: str, organization_id: int) -> list[int]:
+    """Clears the queued flag and takes the pending set, atomically."""
+    client = _redis()
+    flag, members = _pending(purpose, organization_id)
+    if client is None:
+        return _LOCAL.take_pending(flag, members)
+    key = cache.make_and_validate_key
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key(flag))
+    pipe.smembers(key(members))
+    pipe.delete(key(members))
+    return sorted(int(m) for m in pipe.execute()[1])
+
+
+class _LocalStore:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.flags: dict[str, float] = {}
+        self.spans: dict[str, tuple[int, int]] = {}
+        self.pending: dict[str, set[int]] = {}
+
+    def claim(self, purpose, series_ids, spans):
+        fresh = []
+        now = time.monotonic()
+        with self.lock:
+            for series_id, (lo, hi) in spans.items():
+                name = _span(purpose, series_id)
+                old = self.spans.get(name)
+                self.spans[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            for series_id in series_ids:
+                name = _flag(purpose, series_id)
+                if self.flags.get(name, 0) < now:
+                    self.flags[name] = now + FLAG_SECONDS
+                    fresh.append(series_id)
+        return fresh
+
+    def add_pending(self, flag, members, series_ids):
+        now = time.monotonic()
+        with self.lock:
+            self.pending.setdefault(members, set()).update(series_ids)
+            if self.flags.get(flag, 0) < now:
+                self.flags[flag] = now + FLAG_SECONDS
+                return True
+            return False
+
+    def take_pending(self, flag, members):
+        with self.lock:
+            self.flags.pop(flag, None)
+            return sorted(self.pending.pop(members, ()))
+
+    def release(self, purpose, series_ids):
+        with self.lock:
+            for series_id in series_ids:
+                self.flags.pop(_flag(purpose, series_id), None)
+            return {series_id: self.spans.pop(_span(purpose, series_id), None) for series_id in series_ids}
+
+
+_LOCAL = _LocalStore()
