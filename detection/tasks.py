@@ -1,6 +1,7 @@
 """Detect-queue tasks. Arguments are ids; every task is idempotent (see detection.pipeline)."""
 
 from celery import shared_task
+from django.core.cache import cache
 
 from watchlists import coalesce
 
