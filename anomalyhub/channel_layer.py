@@ -1,16 +1,74 @@
-"""The embedded mode's channel layer: in-memory, but safe to publish to from other threads.
+"""The live feed's channel layers, with the two things the feed needs beyond the Channels API:
 
-In `make run` the demo replay and in-process tasks publish from worker threads while consumers
-wait on the server's event loop. The stock InMemoryChannelLayer would put into that loop's
-asyncio queues from a foreign thread, which wakes nobody; here such sends are handed to the
-receiving loop with call_soon_threadsafe. (Production uses channels-redis.)"""
+- `group_send_many_sync(messages)`: publish a list of (group, message) from a plain thread (the
+  ingest request's on_commit, a Celery worker) without an event loop hop per message;
+- `backlog(channel)`: how many events wait for one consumer in this process (its own queue), so
+  a consumer that cannot keep up is judged by its own pending writes, not by server lag.
+
+Production: `RedisPubSubLayer`, channels-redis' pub/sub layer. A group is one Redis channel; each
+ASGI process subscribes once per group its sockets joined and fans out in memory, so one PUBLISH
+reaches every subscriber (the list-based RedisChannelLayer pushes a copy per consumer and each
+consumer polls). Delivery is at most once, like the feed's contract: a client that sees a `seq`
+gap re-syncs over REST. The per-consumer bound is `capacity` (events waiting in this process).
+
+Embedded mode: `ThreadSafeInMemoryChannelLayer`. In `make run` the demo replay and in-process
+tasks publish from worker threads while consumers wait on the server's event loop. The stock
+InMemoryChannelLayer would put into that loop's asyncio queues from a foreign thread, which wakes
+nobody; here such sends are handed to the receiving loop with call_soon_threadsafe."""
 
 import asyncio
+import threading
 import time
 from copy import deepcopy
 
+import redis
+from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash, decode_hosts
+
+DEFAULT_CAPACITY = 1000
+
+
+class RedisPubSubLayer(RedisPubSubChannelLayer):
+    def __init__(self, hosts=None, prefix="asgi", capacity=DEFAULT_CAPACITY, **kwargs):
+        super().__init__(hosts=hosts, prefix=prefix, **kwargs)
+        self.capacity = capacity
+        self._prefix = prefix
+        self._hosts = decode_hosts(hosts)
+        self._sync_clients: dict[int, redis.Redis] = {}
+        self._sync_lock = threading.Lock()
+
+    def _sync_client(self, shard: int) -> redis.Redis:
+        client = self._sync_clients.get(shard)
+        if client is None:
+            with self._sync_lock:
+                client = self._sync_clients.get(shard)
+                if client is None:
+                    host = dict(self._hosts[shard])
+                    address = host.pop("address", None)
+                    client = redis.Redis.from_url(address, **host) if address else redis.Redis(**host)
+                    self._sync_clients[shard] = client
+        return client
+
+    def group_send_many_sync(self, messages) -> None:
+        """PUBLISHes every (group, message) in one pipelined round trip per shard, in order."""
+        by_shard: dict[int, list] = {}
+        for group, message in messages:
+            channel = f"{self._prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel name
+            by_shard.setdefault(_consistent_hash(channel, len(self._hosts)), []).append(
+                (channel, self.serialize(message)))
+        for shard, items in by_shard.items():
+            pipe = self._sync_client(shard).pipeline(transaction=False)
+            for channel, data in items:
+                pipe.publish(channel, data)
+            pipe.execute()
+
+    def backlog(self, channel: str) -> int:
+        """Events received for this consumer and not yet handled (call from its event loop)."""
+        queue = self._get_layer().channels.get(channel)
+        return queue.qsize() if queue is not None else 0
 
 
 class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
@@ -39,9 +97,20 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
         except asyncio.QueueFull:
             pass  # like group_send: a full channel drops, the client sees a seq gap
 
+    def group_send_many_sync(self, messages) -> None:
+        async_to_sync(self._group_send_many)(messages)
+
+    async def _group_send_many(self, messages) -> None:
+        for group, message in messages:
+            await self.group_send(group, message)
+
+    def backlog(self, channel: str) -> int:
+        queue = self.channels.get(channel)
+        return queue.qsize() if queue is not None else 0
+
     async def flush(self):
         self._loops.clear()
         await super().flush()
 
 
-__all__ = ["ThreadSafeInMemoryChannelLayer", "ChannelFull"]
+__all__ = ["RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "ChannelFull"]

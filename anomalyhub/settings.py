@@ -113,13 +113,15 @@ if REDIS_URL:
                           "LOCATION": _redis_db(REDIS_URL, 1)}}
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis' pub/sub layer: one PUBLISH per group reaches every process that has
+            # subscribers (see anomalyhub/channel_layer.py; measured in tests/benchmarks/bench_live.py).
+            "BACKEND": "anomalyhub.channel_layer.RedisPubSubLayer",
             "CONFIG": {
                 # redis-py 8 otherwise times idle sockets out after 5 s (close 1011).
                 "hosts": [{"address": _redis_db(REDIS_URL, 2), "socket_timeout": None}],
-                # The default capacity (100) silently drops bursts of live events.
+                # Events that may wait for ONE consumer before it is closed as too slow (4008);
+                # bursts below this are absorbed, never silently dropped.
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000),
-                "expiry": 30,
             },
         }
     }

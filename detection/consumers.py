@@ -35,8 +35,9 @@ def heartbeat_seconds() -> float:
     return getattr(settings, "LIVE_HEARTBEAT_SECONDS", 15.0)
 
 
-def max_lag_seconds() -> float:
-    return getattr(settings, "LIVE_MAX_LAG_SECONDS", 10.0)
+def max_backlog(layer) -> int:
+    """Events that may wait for one connection: LIVE_MAX_BACKLOG, else the layer's capacity."""
+    return getattr(settings, "LIVE_MAX_BACKLOG", None) or getattr(layer, "capacity", 1000)
 
 
 @database_sync_to_async
@@ -162,11 +163,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
 
     # -- server -> client ---------------------------------------------------------------
+    def _backlog(self) -> int:
+        backlog = getattr(self.channel_layer, "backlog", None)
+        return backlog(self.channel_name) if backlog is not None else 0
+
     async def live_event(self, message):
         """A point batch or an anomaly for one series: once per subscription that covers it,
         numbered per subscription so clients can see a gap and re-sync over REST."""
-        if time.time() - message["sent"] > max_lag_seconds():
-            # Too far behind: drop this client rather than buffer for it (others are unaffected).
+        if self._backlog() > max_backlog(self.channel_layer):
+            # This connection's own queue overflows: drop it rather than buffer for it. Judged per
+            # connection, not by the event's age, so a server that is behind as a whole (the
+            # same delay for every client) does not drop healthy clients.
             metrics.WS_DROPPED.labels("too_slow").inc()
             await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
             await self.close(code=CLOSE_TOO_SLOW)

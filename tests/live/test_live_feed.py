@@ -174,3 +174,31 @@ async def test_unsubscribe_stops_events_and_heartbeats_flow(settings):
     for _ in range(3):
         assert (await client.receive_json_from(timeout=5))["type"] in ("heartbeat", "unsubscribed")
     await client.disconnect()
+
+
+async def test_a_client_whose_own_queue_overflows_is_dropped_and_others_are_not(settings):
+    """Slowness is judged by the connection's own backlog, not by how old an event is."""
+    from watchlists.live import publish_many
+
+    settings.LIVE_MAX_BACKLOG = 5
+    org, _, busy, key = await tenant()
+    quiet = await database_sync_to_async(SeriesFactory)(organization=org, symbol="Q", kind="metric", exchange="",
+                                                          bar_seconds=None)
+    slow, _, _ = await connect(key)
+    await welcome_and_subscribe(slow, series=[busy.pk])
+    other, _, _ = await connect(key)
+    await welcome_and_subscribe(other, series=[quiet.pk])
+    # A burst far larger than the bound reaches the slow client's queue before it can drain it.
+    publish_many([(busy.pk, {"type": "metric", "series": busy.pk, "points": [[i, 1.0]]}) for i in range(200)])
+    publish_many([(quiet.pk, {"type": "metric", "series": quiet.pk, "points": [[0, 2.0]]})])
+    outputs = []
+    while True:
+        out = await slow.receive_output(timeout=5)
+        outputs.append(out)
+        if out["type"] == "websocket.close":
+            break
+    assert outputs[-1]["code"] == 4008
+    assert any('"too_slow"' in o.get("text", "") for o in outputs)
+    event = await other.receive_json_from(timeout=5)
+    assert event["series"] == quiet.pk and event["seq"] == 1
+    await other.disconnect()

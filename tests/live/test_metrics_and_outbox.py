@@ -1,9 +1,10 @@
 """Prometheus metrics, and the live feed's outbox for anomalies a crashed worker never announced."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
@@ -44,10 +45,15 @@ def test_sweep_publishes_anomalies_a_crashed_worker_committed_but_never_announce
     fresh = Anomaly.objects.create(organization=org_a, series=series, ts=timezone.now(), source="rule:1",
                                    metric_index=1, text="too new to be stale")
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(series_group(series.pk), channel)
-    assert publish_unpublished() == 1
-    message = async_to_sync(layer.receive)(channel)
+
+    async def listen_while_sweeping():
+        # One event loop for the listener: the pub/sub layer keeps its subscriptions per loop.
+        channel = await layer.new_channel()
+        await layer.group_add(series_group(series.pk), channel)
+        assert await sync_to_async(publish_unpublished)() == 1
+        return await asyncio.wait_for(layer.receive(channel), 5)
+
+    message = async_to_sync(listen_while_sweeping)()
     assert message["event"]["id"] == anomaly.pk and message["event"]["type"] == "anomaly"
     assert Anomaly.objects.get(pk=anomaly.pk).published_at is not None
     assert Anomaly.objects.get(pk=fresh.pk).published_at is None
