@@ -58,6 +58,7 @@ from .server import live_server
 
 SECONDS = float(os.environ.get("BENCH_LIVE_SECONDS", "60"))
 POOL = os.environ.get("BENCH_LIVE_POOL", "solo")
+CONCURRENCY = int(os.environ.get("BENCH_LIVE_CONCURRENCY", "1"))
 QUEUES = os.environ.get("BENCH_LIVE_QUEUES", "detect,ingest")
 N_SERIES = 50
 PERIOD = 0.050  # one POST every 50 ms ...
@@ -172,7 +173,8 @@ class Worker:
     """One Celery worker subprocess, stopped by its PID (and its process group: prefork children)."""
 
     def __init__(self, env: dict, log_path: Path):
-        pool = ["--pool=solo"] if POOL == "solo" else ["--pool=prefork", "-c", "1"]
+        pool = {"solo": ["--pool=solo"], "prefork": ["--pool=prefork", "-c", str(CONCURRENCY)],
+                "threads": ["--pool=threads", "-c", str(CONCURRENCY)]}[POOL]
         self.out = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "anomalyhub", "worker", "-Q", QUEUES, *pool, "-O", "fair",
