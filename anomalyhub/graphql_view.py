@@ -40,6 +40,16 @@ def _refusal(status: int, code: str, message: str) -> JsonResponse:
                         status=status)
 
 
+def _as_json_error(response):
+    """Strawberry answers a request it cannot read (no query, bad JSON, wrong types) in plain text;
+    clients get the same JSON error shape as every other GraphQL refusal."""
+    if response.status_code >= 400 and response.get("Content-Type", "").startswith("text/plain"):
+        return _refusal(response.status_code, "bad_request",
+                        f"{response.content.decode(errors='replace')}. POST JSON such as "
+                        '{"query": "{ me { role } }", "variables": {}}.')
+    return response
+
+
 def _csrf_failure(request) -> HttpResponse | None:
     return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
 
@@ -67,7 +77,7 @@ class AnomalyHubGraphQLView(GraphQLView):
         elif request.method == "POST" and _csrf_failure(request) is not None:
             return _refusal(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the "
                                                 "X-CSRFToken header, or use an API key.")
-        return super().dispatch(request, *args, **kwargs)
+        return _as_json_error(super().dispatch(request, *args, **kwargs))
 
     def get_context(self, request, response) -> GraphQLContext:
         return GraphQLContext(request=request, response=response, actor=actor_for_request(request))
