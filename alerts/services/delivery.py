@@ -140,7 +140,10 @@ def _endpoint_result(n: Notification, now, *, ok: bool, error: TransportError | 
         return
     endpoint = WebhookEndpoint.objects.filter(pk=n.endpoint_id)
     if ok:
-        endpoint.exclude(failure_count=0).update(failure_count=0)
+        # The endpoint was loaded with the claim: a healthy one costs no write (the worker then
+        # takes the next message sooner).
+        if n.endpoint is None or n.endpoint.failure_count:
+            endpoint.exclude(failure_count=0).update(failure_count=0)
         return
     endpoint.update(failure_count=F("failure_count") + 1)
     # Only the attempt that crosses the limit disables it (conditional update), so one email.
