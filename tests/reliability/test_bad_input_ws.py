@@ -1,0 +1,123 @@
+"""WebSockets receive garbage frames, oversized frames and floods: each gets the documented error
+(docs/live-feed.md) or close code, the server stays up for other clients, and nothing is stored."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from accounts.services import create_api_key
+from accounts.tenancy import actor_for_user
+from anomalyhub.asgi import application
+from detection import consumers
+from detection.models import Anomaly
+from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
+from tests.reliability.report import record
+from watchlists.models import Series, Watchlist
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+LIVE = "/ws/v1/live/"
+GARBAGE = {
+    "binary frame": {"bytes_data": b"\x00\xff\x10garbage"},
+    "not JSON": {"text_data": "{subscribe"},
+    "JSON but not an object": {"text_data": "[1, 2, 3]"},
+    "unknown action": {"text_data": '{"action": "drop_tables"}'},
+    "subscribe with wrong types": {"text_data": '{"action": "subscribe", "series": ["1; DROP"]}'},
+    "subscribe to both and neither": {"text_data": '{"action": "subscribe", "series": [1], "watchlist": 2}'},
+    "unsubscribe unknown": {"text_data": '{"action": "unsubscribe", "subscription": 999}'},
+    "NUL and surrogates": {"text_data": '{"action": "\\u0000\\ud800"}'},
+}
+
+
+@database_sync_to_async
+def _tenant():
+    org = OrganizationFactory()
+    owner = UserFactory()
+    MembershipFactory(user=owner, organization=org, role="owner")
+    series = SeriesFactory(organization=org, kind="metric", exchange="", bar_seconds=None)
+    _, key = create_api_key(actor=actor_for_user(owner, org.pk), name="ws", scope="read")
+    return key, series.pk
+
+
+@database_sync_to_async
+def _stored():
+    return Series.objects.count(), Watchlist.objects.count(), Anomaly.objects.count()
+
+
+async def _connect(key):
+    client = WebsocketCommunicator(application, LIVE, headers=[(b"authorization", f"Bearer {key}".encode())])
+    assert (await client.connect(timeout=5))[0]
+    assert (await client.receive_json_from(timeout=5))["type"] == "welcome"
+    return client
+
+
+async def test_garbage_frames_get_bad_request_errors_and_the_socket_stays_usable(clean_store):
+    key, series_id = await _tenant()
+    before = await _stored()
+    client = await _connect(key)
+    answers = {}
+    for name, frame in GARBAGE.items():
+        await client.send_to(**frame)
+        reply = await client.receive_json_from(timeout=5)
+        assert reply["type"] == "error" and reply["message"], (name, reply)
+        answers[name] = reply["code"]
+    await client.send_json_to({"action": "subscribe", "series": [series_id]})
+    assert (await client.receive_json_from(timeout=5))["type"] == "subscribed"  # still serving
+    await client.disconnect()
+    assert await _stored() == before
+    assert set(answers.values()) <= {"bad_request", "not_found"}
+    record("Bad input", "WebSocket live feed: garbage frames", frames=len(GARBAGE),
+           outcome=", ".join(sorted({f"{code}×{list(answers.values()).count(code)}" for code in answers.values()})),
+           socket_still_usable=True, stored_changed=0)
+
+
+async def test_an_oversized_frame_is_refused_and_closed_with_1009(clean_store):
+    key, _ = await _tenant()
+    before = await _stored()
+    client = await _connect(key)
+    await client.send_to(text_data='{"action": "ping", "echo": "' + "x" * (consumers.MAX_FRAME_BYTES + 1) + '"}')
+    reply = await client.receive_json_from(timeout=5)
+    closed = await client.receive_output(timeout=5)
+    assert reply["code"] == "frame_too_large" and str(consumers.MAX_FRAME_BYTES) in reply["message"]
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TOO_BIG}
+    assert await _stored() == before
+    record("Bad input", f"WebSocket live feed: frame over {consumers.MAX_FRAME_BYTES} bytes",
+           outcome=f"error frame_too_large, close {consumers.CLOSE_TOO_BIG}", stored_changed=0)
+
+
+async def test_a_flood_is_cut_off_with_4029_and_other_clients_are_unaffected(clean_store):
+    key, series_id = await _tenant()
+    before = await _stored()
+    flooder, neighbour = await _connect(key), await _connect(key)
+    replies = []
+    for i in range(consumers.FLOOD_MESSAGES + 1):
+        await flooder.send_json_to({"action": "ping", "echo": i})
+        replies.append(await flooder.receive_json_from(timeout=5))
+    closed = await flooder.receive_output(timeout=5)
+    assert [r["type"] for r in replies[:-1]] == ["pong"] * consumers.FLOOD_MESSAGES
+    assert replies[-1]["code"] == "rate_limited"
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_FLOOD}
+    await neighbour.send_json_to({"action": "ping", "echo": "still here"})
+    assert (await neighbour.receive_json_from(timeout=5))["echo"] == "still here"
+    await neighbour.disconnect()
+    assert await _stored() == before
+    record("Bad input", f"WebSocket live feed: flood of {consumers.FLOOD_MESSAGES + 1} messages in "
+           f"{consumers.FLOOD_WINDOW:.0f} s", outcome=f"{consumers.FLOOD_MESSAGES} answered, then rate_limited + "
+           f"close {consumers.CLOSE_FLOOD}; neighbour unaffected", stored_changed=0)
+
+
+async def test_graphql_socket_garbage_is_closed_with_a_protocol_error(clean_store):
+    key, _ = await _tenant()
+    before = await _stored()
+    codes = {}
+    for name, frame in {"not JSON": {"text_data": "{nope"}, "unknown message type": {"text_data": '{"type": "x"}'},
+                        "binary frame": {"bytes_data": b"\x00\x01"}}.items():
+        client = WebsocketCommunicator(application, "/graphql/", subprotocols=["graphql-transport-ws"],
+                                       headers=[(b"authorization", f"Bearer {key}".encode())])
+        assert (await client.connect(timeout=5))[0]
+        await client.send_to(**frame)
+        closed = await client.receive_output(timeout=5)
+        assert closed["type"] == "websocket.close" and 4400 <= closed["code"] < 4500, (name, closed)
+        codes[name] = closed["code"]
+    assert await _stored() == before
+    record("Bad input", "WebSocket GraphQL: garbage frames",
+           outcome=", ".join(f"{n}: close {c}" for n, c in codes.items()), stored_changed=0)
