@@ -121,3 +121,21 @@ def test_missing_values_read_as_null_in_json_and_in_the_browsable_api(post, sens
     page = alice_client.get(url, {"resolution": "1m", "start": "2013-10-07T00:00:00Z",
                                   "end": "2013-10-08T00:00:00Z"}, HTTP_ACCEPT="text/html")
     assert page.status_code == 200 and b"null" in page.content
+
+
+def test_packed_reads_equal_a_plain_select_including_nulls_and_limits(post, sensor, spy):
+    from django.db import connection
+
+    post(sensor, [{"ts": f"2013-10-07T14:{m:02d}:{s:02d}Z", "value": m + s / 100} for m in (3, 1, 2) for s in (0, 30)])
+    post(spy, [{"ts": "2013-10-07T14:00:30Z", "price": 10, "size": 1}])
+    for series, resolution, limit in ((sensor, 60, None), (sensor, 60, 2), (spy, 60, None), (sensor, 3600, 0)):
+        got = reader.read_rollup(series.pk, resolution, 0, FAR, limit)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT (extract(epoch from ts) * 1000000)::bigint, " + ", ".join(reader.ROLLUP_COLUMNS)
+                           + " FROM watchlists_rollup WHERE series_id = %s AND resolution = %s ORDER BY ts"
+                           + ("" if limit is None else f" LIMIT {limit}"), [series.pk, resolution])
+            expected = reader._arrays(cursor.fetchall(), reader.ROLLUP_COLUMNS)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert len(reader.read_rollup(sensor.pk, 60, 0, FAR)["ts"]) == 3
