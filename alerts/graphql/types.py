@@ -52,7 +52,7 @@ class NewWebhookSecretType:
                                                        "channels, with which noise control.")
 class AlertSubscriptionType(OwnerScoped):
     id: auto
-    user: UserType
+    user: UserType | None  # null once the person has left the organization
     name: auto
     target: auto
     watchlist: WatchlistType | None

@@ -6,13 +6,14 @@ pipeline -> anomalies -> alerts dispatch, exactly as in production with Celery r
 Replay: alerts.services.replay over [2013-10-01, 2013-11-01) for every subscription."""
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 
 import pytest
 
 from accounts.tenancy import actor_for_user, system_actor
 from alerts.models import AlertSubscription, Notification, Target
+from alerts.services import dispatch
 from alerts.services.dispatch import resolve_quiet_incidents
 from alerts.services.replay import replay_subscription
 from detection.models import Anomaly
@@ -35,7 +36,11 @@ def _live_counts(sub) -> tuple[int, dict[str, int]]:
 
 
 @pytest.fixture
-def demo_month(org_a, alice, bob, django_capture_on_commit_callbacks):
+def demo_month(org_a, alice, bob, django_capture_on_commit_callbacks, monkeypatch):
+    # Live, a group waits GROUP_GRACE of wall-clock time for the other series of its minute, then
+    # is sent, and later arrivals make a follow-up. Here the files go in one after another, seconds
+    # apart on a busy machine; replay models no arrival delay, so the grace covers the whole load.
+    monkeypatch.setattr(dispatch, "GROUP_GRACE", timedelta(hours=1))
     actor = system_actor(org_a.pk)
     bars = [(symbol, path) for symbol, kind, _, path in DEMO_SERIES if kind == "bar"]
     series = [services.create_series(actor=actor, symbol=s, kind="bar", exchange="XNYS", bar_seconds=60)

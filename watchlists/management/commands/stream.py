@@ -30,8 +30,8 @@ class Command(BaseCommand):
         try:
             services.serve_stream(organization_id=org.pk, provider=provider)
         except ProviderError as exc:
-            raise CommandError(f"{exc.message}\nFix the cause (see the series' provider error) and start again.") \
-                from None
+            raise CommandError(f"{exc.message}\nFix that (API key: POST /api/v1/provider-credentials/; per-series "
+                               "errors: GET /api/v1/series/) and start the stream again.") from None
         except KeyboardInterrupt:  # Ctrl-C before the stream installed its own handler
             pass
         self.stdout.write("Stream stopped cleanly; the next start fills the gap through REST.")
