@@ -14,6 +14,7 @@ cursor (ts <= processed time) are stored and rolled up, but not re-streamed: bac
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -94,27 +95,28 @@ def run_many(series_ids: list[int], organization_id: int) -> int:
 
     One chunk covers all the series at once, in one transaction, with a fixed number of queries
     whatever their count (locks, points, rules, states, detectors, anomalies, cursors)."""
-    pending = list(Series.objects.filter(pk__in=series_ids, organization_id=organization_id).order_by("pk"))
+    pending = sorted(set(series_ids))
     written = 0
     while pending:
         with metrics.CHUNK_SECONDS.time():
-            count, pending = _run_chunk(pending)
+            count, pending = _run_chunk(pending, organization_id)
         written += count
     return written
 
 
 @transaction.atomic
-def _run_chunk(series_list: list[Series]) -> tuple[int, list[Series]]:
+def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[int]]:
     """One chunk of every series given; returns (anomalies written, the series with more to read)."""
-    cursors = _lock_cursors(series_list)
+    series_list, cursors = _lock_cursors(series_ids, organization_id)
+    if not series_list:
+        return 0, []
     limit = snapshot_interval()
     # Read RANK_BITS extra rows so that a timestamp group at the limit can be completed.
     points = _read_new(series_list, cursors, limit + RANK_BITS)
     active = [s for s in series_list if len(points[s.pk][0])]
     if not active:
         return 0, []
-    rules = _rules_by_series(active)
-    states = _states(rules)
+    rules, states = _rules_and_states(active)
     detectors: dict[int, list[Detector]] = {}
     for detector in Detector.objects.filter(series__in=active, enabled=True, status=DetectorStatus.READY):
         detectors.setdefault(detector.series_id, []).append(detector)
@@ -123,7 +125,7 @@ def _run_chunk(series_list: list[Series]) -> tuple[int, list[Series]]:
         ts_us, raw = points[series.pk]
         take = _whole_timestamps(ts_us, limit)
         if take < len(ts_us):
-            more.append(series)
+            more.append(series.pk)
         ids = message_ids(ts_us[:take])
         columns = {k: v[:take] for k, v in raw.items()}
         for rule in rules.get(series.pk, []):
@@ -157,18 +159,23 @@ def _announce(organization_id: int, anomalies: list[Anomaly], created: list[Anom
                                 anomaly_keys=keys, created=rows)
 
 
-def _lock_cursors(series_list: list[Series]) -> dict[int, DetectionCursor]:
-    """Every series' cursor, locked FOR UPDATE in series order (no deadlock between workers)."""
-    ids = [s.pk for s in series_list]
-    locked = {c.series_id: c for c in DetectionCursor.objects.select_for_update().filter(series_id__in=ids)
-              .order_by("series_id")}
-    missing = [s for s in series_list if s.pk not in locked]
+def _lock_cursors(series_ids: list[int], organization_id: int) -> tuple[list[Series], dict[int, DetectionCursor]]:
+    """The organization's series among the ids, with their cursors locked FOR UPDATE in series
+    order (no deadlock between workers); one query once every cursor exists."""
+    def locked(ids):
+        return list(DetectionCursor.objects.select_for_update(of=("self",)).select_related("series")
+                    .filter(series_id__in=ids, organization_id=organization_id).order_by("series_id"))
+
+    cursors = {c.series_id: c for c in locked(series_ids)}
+    missing = [i for i in series_ids if i not in cursors]
     if missing:
-        DetectionCursor.objects.bulk_create([DetectionCursor(series=s, organization_id=s.organization_id)
-                                             for s in missing], ignore_conflicts=True)
-        locked |= {c.series_id: c for c in DetectionCursor.objects.select_for_update()
-                   .filter(series_id__in=[s.pk for s in missing]).order_by("series_id")}
-    return locked
+        new = list(Series.objects.filter(pk__in=missing, organization_id=organization_id))
+        if new:
+            DetectionCursor.objects.bulk_create([DetectionCursor(series=s, organization_id=organization_id)
+                                                 for s in new], ignore_conflicts=True)
+            cursors |= {c.series_id: c for c in locked([s.pk for s in new])}
+    series_list = [cursors[i].series for i in sorted(cursors)]
+    return series_list, cursors
 
 
 def _read_new(series_list: list[Series], cursors: dict[int, DetectionCursor], limit: int) -> dict:
@@ -221,6 +228,49 @@ def _rules_by_series(series_list: list[Series]) -> dict[int, list[Rule]]:
             for rule in shared.get(watchlist_id, []):
                 out.setdefault(series_id, {})[rule.pk] = rule
     return {sid: [rules[k] for k in sorted(rules)] for sid, rules in out.items()}
+
+
+_RULE_FIELDS = [f.attname for f in Rule._meta.concrete_fields]
+_STATE_FIELDS = [f.attname for f in RuleState._meta.concrete_fields]
+
+
+def _rules_and_states(series_list: list[Series]) -> tuple[dict[int, list[Rule]], dict]:
+    """(enabled rules of each series, its own and its watchlists', in rule order; the engine state
+    of every (rule, series) pair, a fresh unsaved one for a new pair), read under the cursor locks.
+    PostgreSQL: one query for all of it."""
+    if connection.vendor != "postgresql":
+        rules = _rules_by_series(series_list)
+        return rules, _states(rules)
+    ids = [s.pk for s in series_list]
+    organization_id = series_list[0].organization_id
+    rule_cols = ", ".join(f"r.{c}" for c in _RULE_FIELDS)
+    state_cols = ", ".join(f"s.{c}" for c in _STATE_FIELDS)
+    sql = (f"SELECT t.sid, {rule_cols}, {state_cols} FROM ("
+           "SELECT id AS rid, series_id AS sid FROM detection_rule "
+           "WHERE organization_id = %s AND enabled AND series_id = ANY(%s) "
+           "UNION SELECT r.id, i.series_id FROM detection_rule r "
+           "JOIN watchlists_watchlistitem i ON i.watchlist_id = r.watchlist_id "
+           "WHERE r.organization_id = %s AND r.enabled AND i.series_id = ANY(%s)) t "
+           "JOIN detection_rule r ON r.id = t.rid "
+           "LEFT JOIN detection_rulestate s ON s.rule_id = t.rid AND s.series_id = t.sid ORDER BY t.sid, r.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [organization_id, ids, organization_id, ids])
+        rows = cursor.fetchall()
+    rules: dict[int, list[Rule]] = {}
+    states = {}
+    n = len(_RULE_FIELDS)
+    for row in rows:
+        series_id, rule_values, state_values = row[0], row[1:1 + n], row[1 + n:]
+        rule = Rule.from_db(connection.alias, _RULE_FIELDS, rule_values)
+        rules.setdefault(series_id, []).append(rule)
+        if state_values[0] is None:
+            state = RuleState(rule_id=rule.pk, series_id=series_id, organization_id=organization_id)
+        else:
+            state = RuleState.from_db(connection.alias, _STATE_FIELDS, state_values)
+            if isinstance(state.stats, str):  # a raw cursor skips JSONField's from_db_value
+                state.stats = json.loads(state.stats)
+        states[(rule.pk, series_id)] = state
+    return rules, states
 
 
 def _states(rules: dict[int, list[Rule]]) -> dict[tuple[int, int], RuleState]:
