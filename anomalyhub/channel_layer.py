@@ -20,6 +20,7 @@ import asyncio
 import threading
 import time
 from copy import deepcopy
+from urllib.parse import urlsplit
 
 import redis
 from asgiref.sync import async_to_sync
@@ -32,7 +33,11 @@ DEFAULT_CAPACITY = 1000
 
 
 class RedisPubSubLayer(RedisPubSubChannelLayer):
-    def __init__(self, hosts=None, prefix="asgi", capacity=DEFAULT_CAPACITY, **kwargs):
+    def __init__(self, hosts=None, prefix=None, capacity=DEFAULT_CAPACITY, **kwargs):
+        # Redis pub/sub ignores the database number: a channel published on db 2 reaches
+        # subscribers on every db of that server. The db goes into the prefix so deployments
+        # (and test runs) sharing one Redis server on different dbs never hear each other.
+        prefix = prefix or f"asgi.db{_db_number(decode_hosts(hosts)[0])}."
         super().__init__(hosts=hosts, prefix=prefix, **kwargs)
         self.capacity = capacity
         self._prefix = prefix
@@ -69,6 +74,13 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
         """Events received for this consumer and not yet handled (call from its event loop)."""
         queue = self._get_layer().channels.get(channel)
         return queue.qsize() if queue is not None else 0
+
+
+def _db_number(host: dict) -> int:
+    if "db" in host:
+        return int(host["db"])
+    path = urlsplit(host.get("address", "")).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):

@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -179,7 +180,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "anomalyhub", "worker", "-Q", QUEUES, *pool, "-O", "fair",
              "--prefetch-multiplier", "1", "--without-heartbeat", "--without-gossip", "--without-mingle",
-             "-l", "warning"],
+             "-l", "info"],
             env=env, cwd=REPO, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
@@ -388,6 +389,7 @@ def analyse(planted, posted, subs, stored, base_ms, wall_offset, samples, cpu, e
         "planted_not_stored": len(planted_keys - stored_keys), "stored_not_planted": len(stored_keys - planted_keys),
         "expected_deliveries": len(expected), "delivered": len(expected) - len(lost), "lost": len(lost),
         "lost_sample": lost[:10], "duplicates": duplicates, "unexpected": len(unexpected),
+        "unexpected_sample": sorted(unexpected)[:10],
         "seq_gaps": sum(sub["gaps"] for sub in subs),
         "subscriber_errors": [e for sub in subs for e in sub["errors"]][:5],
         "subscriber_closed": [sub["closed"] for sub in subs if sub["closed"]][:5],
@@ -480,8 +482,21 @@ def measure(tmp: Path) -> dict:
     result = analyse(planted, posted, received["subscribers"], stored, base_ms, wall_offset, sampler.samples,
                      cpu, elapsed)
     result["redis_baseline"] = ms_stats(received["redis_baseline_s"])
-    result["worker_log_tail"] = (tmp / "worker.log").read_text(errors="replace")[-1500:]
+    worker_log = (tmp / "worker.log").read_text(errors="replace")
+    result["task_seconds"] = task_seconds(worker_log)
+    result["worker_log_tail"] = "\n".join(line for line in worker_log.splitlines()
+                                          if "succeeded in" not in line)[-1500:]
     return result
+
+
+def task_seconds(worker_log: str) -> dict:
+    """Median / p95 / max run time and count per task name, from the worker's INFO lines
+    ("Task detection.run_pending[...] succeeded in 0.05s: 0")."""
+    runs: dict[str, list[float]] = {}
+    for match in re.finditer(r"Task ([\w.]+)\[[^\]]+\] succeeded in ([\d.]+)s", worker_log):
+        runs.setdefault(match.group(1), []).append(float(match.group(2)) * 1000)
+    return {name: {"n": len(ms), "p50_ms": round(statistics.median(ms), 1), "p95_ms": round(percentile(ms, 95), 1),
+                   "max_ms": round(max(ms), 1)} for name, ms in runs.items()}
 
 
 def _ms_dt(ms: int):
@@ -498,6 +513,7 @@ def rows_of(r: dict) -> list[Row]:
     setup_text = (f"{N_SERIES} series x 1 rule, {SUBSCRIBERS} WS subscribers, {r['ticks_per_s']:,.0f} ticks/s "
                   f"for {r['load_seconds']:.0f}s, 1 worker ({POOL})")
     common = {"setup": setup_text, "breakdown": r["breakdown"], "queue_depth": r["queue_depth"],
+              "task_seconds": r.get("task_seconds"),
               "cpu_seconds": r["cpu_seconds"], "pool": POOL, "queues": QUEUES, "series_per_post": SERIES_PER_POST}
     return [
         Row("anomaly latency p50, POST sent -> WS anomaly", a.get("p50", float("nan")), "ms",
@@ -510,7 +526,8 @@ def rows_of(r: dict) -> list[Row]:
         Row("anomaly deliveries lost (of expected)", r["lost"], "count", "deliveries expected",
             r["expected_deliveries"], higher_is_better=False, target="0 lost",
             extra={k: r[k] for k in ("planted", "stored", "planted_not_stored", "stored_not_planted", "delivered",
-                                     "lost_sample", "duplicates", "unexpected", "seq_gaps", "subscriber_errors",
+                                     "lost_sample", "duplicates", "unexpected", "unexpected_sample", "seq_gaps",
+                                     "subscriber_errors",
                                      "subscriber_closed")} | {"met": lost_ok}),
         Row("tick event latency p50, POST sent -> WS tick", t.get("p50", float("nan")), "ms",
             "raw Redis PUBLISH->SUBSCRIBE p50 (same run)", b.get("p50"), higher_is_better=False,
@@ -535,6 +552,7 @@ def report(r: dict) -> None:
         f"lost {r['lost']}, duplicates {r['duplicates']}, unexpected {r['unexpected']}, seq gaps {r['seq_gaps']}")
     log(f"POSTs {r['posts_201']}/{r['posts']} 201 {r['non_201'] or ''}, late dispatches {r['late_dispatches']}, "
         f"{r['ticks_per_s']:,.0f} ticks/s; queues {r['queue_depth']}; CPU s {r['cpu_seconds']}")
+    log(f"worker task run times: {r.get('task_seconds')}")
     if r["subscriber_closed"] or r["subscriber_errors"]:
         log(f"subscriber trouble: {r['subscriber_closed']} {r['subscriber_errors']}")
 
