@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from django.db import connection
 
 from accounts.tenancy import Actor
 
 from . import ingest, services
 from .models import IngestBatch, Series
-from .store.writer import Points
+from .store.writer import Points, encode_ahead
 
 CHUNK_ROWS = 250_000
 READ_BLOCK = 8 << 20
@@ -83,6 +84,8 @@ def _parse(series: Series, tz: str, header: bytes, body: bytes, first_row: int):
         points = _fast_points(series.kind, tz, header, body)
         if points is None:
             points = ingest.validate(_read_frame(header, body, first_row), series.kind, tz)
+        if connection.vendor == "postgresql":
+            encode_ahead(series.organization_id, series.pk, points)
     except ingest.BatchInvalid as exc:
         # Report file line numbers, not chunk rows: line 1 is the header.
         for err in exc.details.get("errors", []):
@@ -182,7 +185,7 @@ def analyze_raw_table(kind: str, first_us: int | None = None, last_us: int | Non
     """Fresh partitions have no statistics; without them the planner sorts a million rows on disk
     for the rollup refresh that follows an import (measured). Only the partitions the import
     wrote are analysed (the parent's own ANALYZE samples every partition: 2.3x longer, measured)."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from .store.schema import RAW_TABLES, partitions_between
     from .store.timeconv import from_us

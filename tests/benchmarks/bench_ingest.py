@@ -75,7 +75,8 @@ COPY_SQL = (f"COPY {TICK_TABLE} (organization_id, series_id, ts, price, size, tr
 COPY_TYPES = ["int8", "int8", "timestamptz", "float8", "float8", "text"]
 BARS_SQL = ("SELECT ts, open, high, low, close, volume, trade_count, vwap FROM watchlists_rollup "
             "WHERE series_id = %s AND resolution = 60 AND ts >= %s AND ts < %s ORDER BY ts")
-# The SELECT watchlists.store.reader issues for the refresh (epoch µs as bigint, not timestamptz).
+# A plain SELECT + fetchall of the ticks the refresh reads (epoch µs as bigint, not timestamptz);
+# store.reader itself now fetches each column as one packed bytea (see reader._packed).
 TICKS_SQL = (f"SELECT (extract(epoch from ts) * 1000000)::bigint, price, size FROM {TICK_TABLE} "
              "WHERE series_id = %s AND ts >= %s AND ts < %s ORDER BY ts")
 REDIS_BENCH_DB = 10  # the Makefile's bench Redis base: dbs 10-12 belong to the bench
@@ -367,7 +368,7 @@ def measure_refresh(bench: Bench, series: Series, recorder: TaskRecorder) -> Row
         fetch.append(seconds)
         log(f"repeat {i + 1}/{REPEAT}: refresh_rollups {refresh[-1]:.2f}s, bare tick SELECT {fetch[-1]:.2f}s")
     return Row(f"rollup+feature refresh of {n:,} ticks", statistics.median(refresh), "s",
-               "bare psycopg fetch of the ticks it reads (store.reader's SELECT)", statistics.median(fetch),
+               "bare psycopg SELECT + fetchall of the ticks it reads", statistics.median(fetch),
                higher_is_better=False,
                target="none in the issue (async task); should keep up with ingest",
                extra={"rows_per_s": rate(n, statistics.median(refresh)), "seconds_all": refresh,

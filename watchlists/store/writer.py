@@ -10,7 +10,7 @@ Idempotency rules (documented in README):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection
@@ -33,6 +33,8 @@ class Points:
     ts: np.ndarray
     values: dict[str, np.ndarray]
     trade_id: np.ndarray | None = None  # object array of str/None, ticks only
+    # (organization_id, series_id, binary COPY rows) when prepared ahead by encode_ahead().
+    encoded: tuple[int, int, bytes] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -65,15 +67,26 @@ def _pg_columns(organization_id: int, series_id: int, points: Points) -> list[tu
     return cols + [(">f8", points.values[c]) for c in VALUE_COLUMNS[points.kind]]
 
 
-def _pg_copy(cursor, table: str, column_names: list[str], columns, null_text_tail=False) -> None:
+def _pg_copy(cursor, table: str, column_names: list[str], columns, null_text_tail=False,
+             encoded: bytes | None = None) -> None:
     n = len(columns[0][1])
     sql = f"COPY {table} ({', '.join(column_names)}) FROM STDIN (FORMAT BINARY)"
     with cursor.copy(sql) as copy:
         copy.write(_PG_HEADER)
-        for lo in range(0, n, COPY_CHUNK_ROWS):
+        if encoded is not None:
+            copy.write(encoded)
+        for lo in range(0, 0 if encoded is not None else n, COPY_CHUNK_ROWS):
             chunk = [(code, values[lo:lo + COPY_CHUNK_ROWS]) for code, values in columns]
             copy.write(binary_copy_rows(chunk, null_text_tail))
         copy.write(_PG_TRAILER)
+
+
+def encode_ahead(organization_id: int, series_id: int, points: Points) -> None:
+    """Encodes a batch's COPY rows now, on the calling thread (bulk imports: the parse-ahead
+    thread), so that the write itself only streams them. Only the append-only tick path uses it."""
+    if points.kind == "trade" and not _has_trade_ids(points) and len(points):
+        rows = binary_copy_rows(_pg_columns(organization_id, series_id, points), null_text_tail=True)
+        points.encoded = (organization_id, series_id, rows)
 
 
 def _has_trade_ids(points: Points) -> bool:
@@ -97,8 +110,10 @@ def _write_pg(organization_id: int, series_id: int, points: Points) -> int:
     with connection.connection.cursor() as cursor:
         if points.kind == "trade" and not _has_trade_ids(points):
             # The fast path: append straight into the partitioned table.
+            ready = points.encoded[2] if points.encoded and points.encoded[:2] == (organization_id, series_id) \
+                else None
             _pg_copy(cursor, table, [*names, "trade_id"], _pg_columns(organization_id, series_id, points),
-                     null_text_tail=True)
+                     null_text_tail=True, encoded=ready)
             return len(points)
         stage = f"stage_{table}"
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
