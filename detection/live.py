@@ -43,7 +43,10 @@ def publish_unpublished(older_than: timedelta = timedelta(seconds=5), limit: int
 
 
 def _publish(anomalies: list[Anomaly]) -> None:
-    """One publish for all of them, then one UPDATE marking them published."""
-    publish_many([(a.series_id, anomaly_event(a)) for a in sorted(anomalies, key=lambda a: (a.ts, a.pk))])
-    if anomalies:
+    """One publish for all of them, then one UPDATE marking them published. A failed publish
+    (Redis down or restarting) leaves them unpublished: the outbox sweep sends them once it is back
+    (a client cannot see that loss as a `seq` gap, the events never reached its server)."""
+    if not anomalies:
+        return
+    if publish_many([(a.series_id, anomaly_event(a)) for a in sorted(anomalies, key=lambda a: (a.ts, a.pk))]):
         Anomaly.objects.filter(pk__in=[a.pk for a in anomalies]).update(published_at=timezone.now())

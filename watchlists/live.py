@@ -28,15 +28,16 @@ def publish(series_id: int, event: dict) -> None:
     publish_many([(series_id, event)])
 
 
-def publish_many(events: list[tuple[int, dict]]) -> None:
+def publish_many(events: list[tuple[int, dict]]) -> bool:
     """Sends events to their series' groups, in order. Never raises: the feed is best-effort on
     top of storage, and a dead channel layer must not fail an ingest that has already committed.
+    Returns False when the layer refused them (Redis down), so an outbox can send them again.
 
     Layers with `group_send_many_sync` (anomalyhub.channel_layer's) publish the whole list in one
     Redis round trip from this thread; others go through their async group_send."""
     layer = get_channel_layer()
     if layer is None or not events:
-        return
+        return True
     sent = time.time()
     messages = [(series_group(series_id), {"type": "live.event", "series": series_id, "sent": sent, "event": event})
                 for series_id, event in events]
@@ -48,6 +49,8 @@ def publish_many(events: list[tuple[int, dict]]) -> None:
             async_to_sync(_send_each)(layer, messages)
     except Exception:  # noqa: BLE001 — logged, and clients re-sync over REST on a sequence gap
         logger.exception("live feed publish failed for series %s", sorted({s for s, _ in events}))
+        return False
+    return True
 
 
 async def _send_each(layer, messages) -> None:

@@ -54,6 +54,12 @@ def _complete_run(session) -> bool:
     )
 
 
+def pytest_terminal_summary(terminalreporter):
+    if report.rows():
+        terminalreporter.write_sep("-", "reliability report (this run)")
+        terminalreporter.write_line(report.render(command="this run"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not _state["collected"]:
         return

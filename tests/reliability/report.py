@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 SECTIONS = ("Faults", "Bad input", "Isolation and access", "Data lifecycle")
+# What a section's columns mean; printed above its table.
+SECTION_NOTES = {
+    "Faults": (
+        "Each fault is injected into real processes (`manage.py serve`, Celery workers, private PostgreSQL and "
+        "Redis servers started by the test, never the shared ones; webhook receivers are local fake servers). "
+        "`sent`: what the clients sent (points, anomalies or alerts, as the scenario says); `stored`: rows "
+        "in the database afterwards; `delivered`: distinct items that reached their consumer (WebSocket "
+        "client, webhook receiver, trained model); `lost` = acknowledged or stored but never delivered; "
+        "`duplicates`: items stored or delivered twice. Webhooks are at-least-once by contract (a resend "
+        "keeps its `webhook-id`), so a resend after a crash is listed in the notes, not as a duplicate."),
+}
 
 
 @dataclass
@@ -82,6 +93,8 @@ def render(command: str) -> str:
     for section in SECTIONS:
         section_rows = [r for r in _rows if r.section == section]
         lines += [f"## {section}", ""]
+        if SECTION_NOTES.get(section):
+            lines += [SECTION_NOTES[section], ""]
         if not section_rows:
             lines += ["_No scenario recorded in this run._", ""]
             continue
