@@ -66,9 +66,16 @@ def _replace_rows(table: str, organization_id: int, series_id: int, start_us: in
         names = ["organization_id", "series_id", "ts", *extra, *columns]
         ts = data["ts"]
         if connection.vendor == "postgresql":
-            ts = [_bound(t) for t in ts.tolist()]
-        else:
-            ts = ts.tolist()
+            # One statement over arrays instead of one INSERT per row (NaN -> NULL in SQL).
+            cells = ", ".join(["%s", "%s", "u.ts"] + ["%s"] * len(extra)
+                              + [f"NULLIF(u.c{i}, 'NaN')" for i in range(len(columns))])
+            arrays = ", ".join(["%s::timestamptz[]"] + ["%s::float8[]"] * len(columns))
+            aliases = ", ".join(["ts"] + [f"c{i}" for i in range(len(columns))])
+            cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {cells} FROM unnest({arrays}) AS u({aliases})",
+                           [organization_id, series_id, *extra.values(), [_bound(t) for t in ts.tolist()],
+                            *(data[c].astype(np.float64).tolist() for c in columns)])
+            return
+        ts = ts.tolist()
         values = [[None if (isinstance(x, float) and np.isnan(x)) else x for x in data[c].tolist()] for c in columns]
         rows = [(organization_id, series_id, t, *extra.values(), *vals) for t, *vals in zip(ts, *values, strict=True)]
         marks = ", ".join("%s" for _ in names)
