@@ -19,6 +19,8 @@ class DetectionConfig(AppConfig):
         from .signals import anomalies_detected
 
         def on_anomalies(sender, organization_id, series_id, anomaly_keys, created=None, **kwargs):
-            publish_anomalies(organization_id, series_id, anomaly_keys, created)
+            # The pipeline (which passes `created`) has already published its rows in one go.
+            if created is None:
+                publish_anomalies(organization_id, series_id, anomaly_keys)
 
         anomalies_detected.connect(on_anomalies, dispatch_uid="detection.live", weak=False)

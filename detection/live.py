@@ -19,12 +19,13 @@ def anomaly_event(anomaly: Anomaly) -> dict:
             "observed": anomaly.observed}
 
 
-def publish_anomalies(organization_id: int, series_id: int, anomaly_keys, created=None) -> None:
-    """Publishes the anomalies a detection chunk just committed, and marks them published.
-    `created`: the rows the chunk inserted (with ids), when it knows them; else they are read back."""
-    if created is not None:
-        _publish(created)
-        return
+def publish_created(anomalies: list[Anomaly]) -> None:
+    """Publishes anomalies a detection pass just committed (rows with ids), and marks them published."""
+    _publish(anomalies)
+
+
+def publish_anomalies(organization_id: int, series_id: int, anomaly_keys) -> None:
+    """Publishes anomalies committed by other code, found by their keys, and marks them published."""
     if not anomaly_keys:
         return
     stamps = {k[0] for k in anomaly_keys}

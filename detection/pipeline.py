@@ -147,8 +147,12 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
 
 
 def _announce(organization_id: int, anomalies: list[Anomaly], created: list[Anomaly]) -> None:
-    """After commit, per series: the keys of every anomaly the chunk produced, and the rows it
-    actually created (with ids), so listeners need not read them back."""
+    """After commit: the live feed first, every created anomaly of the pass in one publish and
+    one UPDATE; then, per series, anomalies_detected with the keys of every anomaly the chunk
+    produced and the rows it created (with ids), for the other listeners (alerts)."""
+    from .live import publish_created
+
+    publish_created(created)
     by_series: dict[int, tuple[list, list]] = {}
     for anomaly in anomalies:
         by_series.setdefault(anomaly.series_id, ([], []))[0].append((anomaly.ts, anomaly.source, anomaly.metric_index))

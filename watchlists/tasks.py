@@ -21,7 +21,7 @@ def enqueue_rollups(organization_id: int, spans: dict[int, tuple[int, int]]) -> 
 
 
 def rollup_delay() -> float:
-    return getattr(settings, "ROLLUP_DELAY_SECONDS", 10.0)
+    return getattr(settings, "ROLLUP_DELAY_SECONDS", 30)
 
 
 @shared_task(name="watchlists.refresh_rollups", acks_late=True)
