@@ -13,6 +13,9 @@ from watchlists.services import read_points
 from watchlists.store.timeconv import to_us
 
 RESOLUTIONS = ("1m", "5m", "1h")
+BAR_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
+RANGES = {"1d": 1, "5d": 5, "30d": 30, "1y": 365}
+MAX_BARS = 5000
 
 
 @dataclass
@@ -35,18 +38,24 @@ class SeriesView:
         return float((self.closes[-1] / self.closes[0] - 1) * 100)
 
 
-def latest_day(series: Series, max_anomalies: int = 200, resolution: str = "1m") -> SeriesView:
-    """The last 24 hours of data of the series as bars of `resolution` (1m, 5m or 1h)."""
-    view = SeriesView(series, resolution=resolution if resolution in RESOLUTIONS else "1m")
+def latest_day(series: Series, max_anomalies: int = 200, resolution: str = "1m", days: int = 1) -> SeriesView:
+    """The last `days` of data of the series as bars of `resolution` (1m, 5m or 1h). A range too
+    long for the resolution gets the next coarser one, so the chart always ends at the latest bar."""
+    resolution = resolution if resolution in RESOLUTIONS else "1m"
+    while days * 86400 / BAR_SECONDS[resolution] > MAX_BARS and resolution != RESOLUTIONS[-1]:
+        resolution = RESOLUTIONS[RESOLUTIONS.index(resolution) + 1]
+    view = SeriesView(series, resolution=resolution)
     if series.last_point_at is None:
         return view
     end = series.last_point_at + timedelta(microseconds=1)
-    start = end - timedelta(days=1)
-    data, columns = read_points(series, view.resolution, to_us(start), to_us(end), 5000)
+    start = end - timedelta(days=days)
+    if days * 86400 / BAR_SECONDS[resolution] > MAX_BARS:  # still too many at 1h: the newest MAX_BARS hours
+        start = end - timedelta(seconds=MAX_BARS * BAR_SECONDS[resolution])
+    data, columns = read_points(series, view.resolution, to_us(start), to_us(end), MAX_BARS)
     column = "close" if "close" in columns else "value"
-    view.times_us, view.closes = data["ts"][:5000], data[column][:5000]
+    view.times_us, view.closes = data["ts"][:MAX_BARS], data[column][:MAX_BARS]
     if {"open", "high", "low", "close"} <= set(columns):
-        view.ohlc = {c: data[c][:5000] for c in ("open", "high", "low", "close")}
+        view.ohlc = {c: data[c][:MAX_BARS] for c in ("open", "high", "low", "close")}
     view.anomalies = list(Anomaly.objects.filter(series=series, ts__gte=start, ts__lt=end).order_by("-ts")
                           [:max_anomalies])
     return view

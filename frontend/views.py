@@ -36,9 +36,13 @@ def home(request, actor):
 @org_page
 def series_detail(request, actor, series_id):
     series = get_object_or_404(Series.objects.for_actor(actor), pk=series_id)
-    view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"))
+    span = request.GET.get("range", "1d")
+    span = span if span in series_data.RANGES else "1d"
+    view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"),
+                                  days=series_data.RANGES[span])
     return render(request, "frontend/series.html", {
         "view": view, "chart_data": series_data.chart_data(view), "resolutions": series_data.RESOLUTIONS,
+        "ranges": series_data.RANGES, "span": span,
         "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
         "replay": replays.progress(series), "can_ingest": actor.can("ingest"),
         "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})

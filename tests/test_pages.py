@@ -261,3 +261,10 @@ def test_member_and_key_actions_on_another_org_are_404(carol_client, alice, org_
     assert carol_client.post(f"/settings/members/{membership.pk}/remove/").status_code == 404
     assert carol_client.post(f"/settings/api-keys/{key.pk}/revoke/").status_code == 404
     assert Membership.objects.get(user=alice).role == "owner" and ApiKey.objects.get().revoked_at is None
+
+
+def test_series_page_time_range_coarsens_the_resolution_to_fit(alice_client, sensor_with_data):
+    html = alice_client.get(f"/series/{sensor_with_data.pk}/?range=30d&resolution=1m").content.decode()
+    data = json.loads(html.split('<script id="chart-data" type="application/json">')[1].split("</script>")[0])
+    assert data["resolution"] == "1h" and 'href="?range=30d&amp;resolution=1h" aria-current="page"' in html
+    assert [a["text"] for a in data["anomalies"]] == ["value > 65"]

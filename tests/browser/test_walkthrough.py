@@ -100,6 +100,7 @@ def _walk(app_server, context, page, mail, shots):
     page.get_by_role("button", name="Create watchlist").click()
     expect(page.get_by_role("heading", name="Index ETFs")).to_be_visible()
     shots(page, "watchlist")
+    watchlist_url = page.url
     page.get_by_role("link", name="SPY", exact=True).click()
     series_url = page.url
 
@@ -164,6 +165,15 @@ def _walk(app_server, context, page, mail, shots):
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator("tr[data-notification] .badge.sent").first).to_be_visible()
     shots(page, "delivery-log")
+
+    # The watchlist's row follows the replay live: last price, change and today's anomaly count.
+    page.goto(watchlist_url)
+    count = page.locator("[data-anomaly-count]")
+    before = int(count.inner_text())
+    assert before >= 1
+    page.wait_for_function(f"Number(document.querySelector('[data-anomaly-count]').textContent) > {before}")
+    expect(page.locator("[data-change]")).to_have_text(re.compile(r"^-?\d+\.\d\d%$"))
+    shots(page, "watchlist-live")
 
     # The same pages at a phone's width: nothing scrolls sideways.
     narrow = context.new_page()

@@ -21,6 +21,13 @@
       el.classList.add("flash");
       setTimeout(() => el.classList.remove("flash"), 400);
     });
+    document.querySelectorAll(`[data-change="${event.series}"]`).forEach((el) => {
+      const base = Number(el.dataset.base);  // the first close of the row's 24 hours
+      if (!base) return;
+      const pct = (last[col] / base - 1) * 100;
+      el.textContent = `${pct.toFixed(2)}%`;
+      el.className = pct < 0 ? "down" : "up";
+    });
   }
 
   function onAnomaly(event) {
