@@ -15,6 +15,11 @@ class SignupSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=128, write_only=True)
 
 
+class SignupResultSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    verification = serializers.CharField(help_text='"sent": follow the link emailed to you, then sign in.')
+
+
 class LoginSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True)

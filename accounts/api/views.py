@@ -44,7 +44,7 @@ class AuthView(APIView):
 
 
 class SignupView(AuthView):
-    @extend_schema(request=s.SignupSerializer, responses={201: s.UserSerializer})
+    @extend_schema(request=s.SignupSerializer, responses={201: s.SignupResultSerializer})
     def post(self, request):
         data = self.validated(s.SignupSerializer)
         form = SignupForm(data={"email": data["email"], "password1": data["password"],

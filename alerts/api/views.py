@@ -1,6 +1,7 @@
 """Alerts REST API: thin adapters over alerts.services."""
 
 from django.db.models import Prefetch
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +13,9 @@ from accounts.api.base import TenantReadOnlyViewSet, TenantViewSet
 from ..models import AlertSubscription, DeliveryAttempt, Notification, WebhookEndpoint
 from ..services import delivery, links, replay, subscriptions, webhooks
 from . import serializers as s
+
+# The replay's result is a report (counts, the would-be anomalies and notifications), not a subscription.
+REPLAY_RESULT = OpenApiResponse(OpenApiTypes.OBJECT, description="what the subscription would have produced")
 
 
 def _dict(data) -> dict:
@@ -47,7 +51,7 @@ class AlertSubscriptionViewSet(TenantViewSet):
         query.is_valid(raise_exception=True)
         return query.validated_data
 
-    @extend_schema(request=None, parameters=[s.WindowSerializer])
+    @extend_schema(request=None, parameters=[s.WindowSerializer], responses={200: REPLAY_RESULT})
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):
         """The anomalies and notifications this subscription would have produced over [start, end)."""
@@ -55,7 +59,7 @@ class AlertSubscriptionViewSet(TenantViewSet):
         return Response(replay.replay_subscription(actor=self.actor, subscription=sub, **self._window(request)))
 
     @extend_schema(request=s.AlertSubscriptionSerializer, parameters=[s.WindowSerializer],
-                   operation_id="alert_subscriptions_replay_unsaved")
+                   operation_id="alert_subscriptions_replay_unsaved", responses={200: REPLAY_RESULT})
     @action(detail=False, methods=["post"], url_path="replay")
     def replay_unsaved(self, request):
         """Replays an unsaved subscription (the body) over [start, end)."""
