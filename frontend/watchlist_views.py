@@ -27,6 +27,7 @@ def series_rows(actor, series_list) -> list:
     for s in series_list:
         view = series_data.latest_day(s, max_anomalies=0)
         view.path = charts.line_path(view.closes, 160, 36)
+        view.spark = charts.downsample(view.closes, 160)  # seeds the live redraw in live.js
         view.anomalies_today = counts.get(s.pk, 0)
         view.first = float(view.closes[0]) if len(view.closes) else None  # live.js computes the change from it
         rows.append(view)

@@ -173,6 +173,7 @@ def _walk(app_server, context, page, mail, shots):
     assert before >= 1
     page.wait_for_function(f"Number(document.querySelector('[data-anomaly-count]').textContent) > {before}")
     expect(page.locator("[data-change]")).to_have_text(re.compile(r"^-?\d+\.\d\d%$"))
+    expect(page.locator("svg[data-spark] path")).to_have_attribute("d", re.compile(r"^M.+L"))
     shots(page, "watchlist-live")
 
     # The same pages at a phone's width: nothing scrolls sideways.

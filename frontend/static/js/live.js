@@ -13,6 +13,13 @@
     status.className = ok ? "live on" : "live off";
   }
 
+  function sparkPath(values, width, height, pad = 2) {  // as frontend/charts.py line_path draws it
+    if (values.length < 2) return "";
+    const lo = Math.min(...values), span = (Math.max(...values) - lo) || 1;
+    return values.map((v, i) => `${i ? "L" : "M"}${(pad + i * (width - 2 * pad) / (values.length - 1)).toFixed(1)},`
+      + `${(height - pad - (v - lo) / span * (height - 2 * pad)).toFixed(1)}`).join(" ");
+  }
+
   function onPoints(event) {
     const col = event.columns.indexOf(event.type === "tick" ? "price" : event.type === "bar" ? "close" : "value");
     const last = event.points[event.points.length - 1];
@@ -20,6 +27,13 @@
       el.textContent = last[col].toFixed(2);
       el.classList.add("flash");
       setTimeout(() => el.classList.remove("flash"), 400);
+    });
+    document.querySelectorAll(`svg[data-spark="${event.series}"]`).forEach((svg) => {
+      const values = (svg.dataset.values ? svg.dataset.values.split(",").map(Number) : []);
+      values.push(last[col]);
+      const kept = values.slice(-160);
+      svg.dataset.values = kept.join(",");
+      svg.querySelector("path").setAttribute("d", sparkPath(kept, 160, 36));
     });
     document.querySelectorAll(`[data-change="${event.series}"]`).forEach((el) => {
       const base = Number(el.dataset.base);  // the first close of the row's 24 hours
