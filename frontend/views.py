@@ -15,6 +15,7 @@ from detection.models import Anomaly, Feedback, Rule
 from detection.services.anomalies import label_anomaly
 from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist
+from watchlists.store.writer import VALUE_COLUMNS
 
 from . import replays, series_data
 from .forms import ApiKeyForm, OrganizationForm, ReplayForm
@@ -45,6 +46,7 @@ def series_detail(request, actor, series_id):
         "ranges": series_data.RANGES, "span": span,
         "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
         "replay": replays.progress(series), "can_ingest": actor.can("ingest"),
+        "csv_columns": ",".join(("timestamp", *VALUE_COLUMNS[series.kind])),
         "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
 
 

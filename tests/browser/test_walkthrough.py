@@ -166,6 +166,18 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.locator("tr[data-notification] .badge.sent").first).to_be_visible()
     shots(page, "delivery-log")
 
+    # A CSV import from the series page, with the REST ingest's own validation messages.
+    page.goto(series_url)
+    page.get_by_label("CSV file").set_input_files(files=[{"name": "bad.csv", "mimeType": "text/csv",
+                                                         "buffer": b"timestamp,price,size\n2013-10-04T10:00:00Z,x,1\n"}])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#import-status")).to_contain_text("Rejected")
+    page.get_by_label("CSV file").set_input_files(files=[{"name": "spy.csv", "mimeType": "text/csv", "buffer": (
+        b"timestamp,price,size\n2013-10-04T10:00:00Z,168.1,100\n2013-10-04T10:00:01Z,168.2,200\n")}])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#import-status")).to_contain_text("Stored 2 of 2 points")
+    shots(page, "csv-import")
+
     # The watchlist's row follows the replay live: last price, change and today's anomaly count.
     page.goto(watchlist_url)
     count = page.locator("[data-anomaly-count]")
