@@ -70,5 +70,5 @@ def chart_data(view: SeriesView) -> dict:
     bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
             else {"time": seconds, "close": clean(view.closes)})
     return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
-            "anomalies": [{"time": int(a.ts.timestamp()), "id": a.pk, "text": a.text, "severity": a.severity}
-                          for a in view.anomalies]}
+            "anomalies": [{"time": int(a.ts.timestamp()), "id": a.pk, "text": a.text, "severity": a.severity,
+                           "score": a.score, "source": a.source} for a in view.anomalies]}

@@ -45,7 +45,7 @@ def series_detail(request, actor, series_id):
         "view": view, "chart_data": series_data.chart_data(view), "resolutions": series_data.RESOLUTIONS,
         "ranges": series_data.RANGES, "span": span,
         "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
-        "replay": replays.progress(series), "can_ingest": actor.can("ingest"),
+        "replay": replays.progress(series), "can_ingest": actor.can("ingest"), "can_change": actor.can("change"),
         "csv_columns": ",".join(("timestamp", *VALUE_COLUMNS[series.kind])),
         "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
 

@@ -128,6 +128,12 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.locator("#replay-status")).to_have_attribute("data-state", "running")
     expect(page.locator("#live-status")).to_have_text("● live")
     assert chart.locator("canvas").count() > 0
+    # Hovering the anomaly's bar shows its rule text in a tooltip.
+    box = chart.bounding_box()
+    x = page.evaluate("(() => { const c = document.getElementById('chart').ahChart;"
+                      " return c.chart.timeScale().timeToCoordinate(c.marks[0].time); })()")
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+    expect(page.locator(".chart-tip")).to_contain_text(f"high: {RULE}")
     assert_keyboard_reaches_every_control(page)
     shots(page, "series-live")
 

@@ -20,15 +20,34 @@
       : { time: t, value: data.bars.close[i] }).filter((b) => (candles ? b.close : b.value) !== null);
     series.setData(bars);
     const toMarker = (a) => ({ time: Math.floor(a.time / step) * step, position: "aboveBar", shape: "arrowDown",
-                               color: colours[a.severity] || colours.medium, text: a.text.slice(0, 40), id: String(a.id) });
+                               color: colours[a.severity] || colours.medium, text: a.text.slice(0, 40), id: String(a.id),
+                               tip: `${a.severity}: ${a.text}${a.score != null ? ` (score ${a.score.toFixed(3)})` : ""}` });
     const markers = LC.createSeriesMarkers(series, []);
     const marks = data.anomalies.map(toMarker);
+    // Tooltip: the full rule text (or detector explanation and score) of the anomalies in the bar under the cursor.
+    const tip = document.createElement("div");
+    tip.className = "chart-tip";
+    tip.setAttribute("role", "tooltip");
+    tip.hidden = true;
+    el.style.position = "relative";
+    el.appendChild(tip);
+    chart.subscribeCrosshairMove((param) => {
+      const here = param.time ? marks.filter((m) => m.time === param.time) : [];
+      tip.hidden = !here.length || !param.point;
+      if (tip.hidden) return;
+      tip.textContent = here.slice(0, 5).map((m) => m.tip).join("\n") + (here.length > 5 ? `\n+${here.length - 5} more` : "");
+      tip.style.left = `${Math.min(param.point.x + 12, el.clientWidth - 260)}px`;
+      tip.style.top = `${Math.max(param.point.y - 20, 0)}px`;
+    });
     const show = () => markers.setMarkers(marks.slice().sort((a, b) => a.time - b.time));
     show();
     chart.timeScale().fitContent();
     el.dataset.bars = String(bars.length);
     el.dataset.markers = String(marks.length);
-    return { chart, series, bars, candles, step, addAnomaly(a) { marks.push(toMarker(a)); show(); el.dataset.markers = String(marks.length); } };
+    const drawn = { chart, series, bars, candles, step, marks,
+                    addAnomaly(a) { marks.push(toMarker(a)); show(); el.dataset.markers = String(marks.length); } };
+    el.ahChart = drawn;  // for scripts and tests that need the chart's own coordinates
+    return drawn;
   }
   window.ahDrawChart = drawChart;
 
@@ -43,7 +62,8 @@
     const event = e.detail;
     if (event.series !== data.series) return;
     if (event.type === "anomaly") {
-      drawn.addAnomaly({ time: Date.parse(event.ts) / 1000, id: event.id, text: event.text, severity: event.severity });
+      drawn.addAnomaly({ time: Date.parse(event.ts) / 1000, id: event.id, text: event.text, severity: event.severity,
+                         score: event.score });
       return;
     }
     const col = event.columns.indexOf(event.type === "tick" ? "price" : event.type === "bar" ? "close" : "value");
