@@ -5,7 +5,8 @@ never interleaved, while different series run in parallel. Points are consumed i
 chunks of SNAPSHOT_INTERVAL messages; each chunk commits its anomalies, every rule's engine
 snapshot (with the last message id it includes) and the cursor in ONE transaction. A worker that
 dies mid-chunk loses only that uncommitted chunk, and the next run resumes from the snapshot:
-no gap, no duplicate.
+no gap, no duplicate. A pass (run_many) takes many series of one organization at once, one
+transaction per chunk for all of them, with a fixed number of statements whatever their count.
 
 Message ids: ts_us * 1024 + rank among equal timestamps. A chunk never splits a timestamp, and
 the next read starts after the last one, so ids only grow. Points that arrive later than the
