@@ -252,3 +252,14 @@ def test_bad_api_keys_are_refused():
 def test_read_keys_cannot_write(alice, org_a):
     gql = key_client(alice, org_a, "read")
     assert codes(gql('mutation { createSeries(input: {symbol: "Z"}) { __typename } }')) == ["permission_denied"]
+
+
+def test_audit_log_is_for_admins(alice, org_a, alice_gql, bob_gql):
+    from accounts.services import create_api_key
+    from accounts.tenancy import actor_for_user
+
+    create_api_key(actor=actor_for_user(alice, org_a.pk), name="ci", scope="read")
+    query = '{ auditLog { totalCount results { action actorLabel details } } }'
+    newest = alice_gql.data(query)["auditLog"]["results"][0]
+    assert newest == {"action": "api_key.created", "actorLabel": "alice@example.com", "details": {"scope": "read"}}
+    assert bob_gql.data(query)["auditLog"]["totalCount"] == 0  # viewers see none of it
