@@ -5,8 +5,9 @@
   to its own form, "5/5m/key"), on top of the per-client `auth` request throttle. Counting per address
   stops a botnet spreading guesses over many IPs; the price is that a flood can make one address wait
   the window out, which a password reset does not need.
-- API keys: per client address, FAILED_KEYS bad keys in KEY_WINDOW seconds. A key has ~190 bits of
-  secret, so this is not what protects keys; it keeps scanners from hammering the key lookup.
+- API keys: per client address, FAILED_KEYS bad keys in KEY_WINDOW seconds, after which bad keys get
+  429 instead of 401. A key has ~190 bits of secret, so this is not what protects keys; it tells
+  scanners clearly to stop, and never refuses a correct key (see authenticate_key).
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ def succeeded(kind: str, ident: str | None) -> None:
 
 
 def authenticate_key(raw: str, client: str | None) -> ApiKey | None:
-    """accounts.authentication.authenticate_key, counting bad keys per client address."""
+    """accounts.authentication.authenticate_key, counting bad keys per client address.
+
+    A correct key is never refused: clients behind one NAT or proxy address as a scanner keep
+    working; only the scanner's wrong keys turn from 401 into 429."""
     from .authentication import authenticate_key as lookup
 
-    check("api-key", client)
     key = lookup(raw)
     if key is None:
+        check("api-key", client)
         failed("api-key", client)
     return key

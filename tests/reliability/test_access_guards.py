@@ -15,6 +15,8 @@ from rest_framework.test import APIClient
 
 from accounts import bruteforce
 from accounts.models import ApiKey
+from accounts.services import create_api_key
+from accounts.tenancy import actor_for_user
 from tests.reliability.report import record
 from watchlists.models import Watchlist
 
@@ -56,8 +58,8 @@ def _with_key(raw, ip):
     return client
 
 
-def test_api_key_guessing_is_stopped_with_429_over_rest_and_graphql(key_client, alice):
-    real = key_client("read")  # noqa: F841  (a real key exists; guesses never match it)
+def test_api_key_guessing_is_stopped_with_429_over_rest_and_graphql(alice, org_a):
+    _, real = create_api_key(actor=actor_for_user(alice, org_a.pk), name="real", scope="read")
     guesses = [f"ahk_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}" for _ in range(bruteforce.FAILED_KEYS)]
     codes = [_with_key(g, "10.1.1.1").get("/api/v1/me/").status_code for g in guesses]
     rest = _with_key(guesses[0], "10.1.1.1").get("/api/v1/me/")
@@ -67,8 +69,9 @@ def test_api_key_guessing_is_stopped_with_429_over_rest_and_graphql(key_client, 
     assert codes == [401] * bruteforce.FAILED_KEYS
     assert rest.status_code == 429 and rest.json()["error"]["code"] == "rate_limited" and rest["Retry-After"]
     assert graphql.status_code == 429 and graphql.json()["errors"][0]["extensions"]["code"] == "rate_limited"
-    # Another client is not punished for the scanner's guesses.
+    # Another client is not punished for the scanner's guesses, nor a correct key from the scanner's address.
     assert _with_key(guesses[1], "10.2.2.2").get("/api/v1/me/").status_code == 401
+    assert _with_key(real, "10.1.1.1").get("/api/v1/me/").status_code == 200
     record("Isolation and access", "Brute force: API-key guessing from one client",
            outcome=f"{bruteforce.FAILED_KEYS} x 401, then 429 (REST) and 429 rate_limited (GraphQL)",
            retry_after=rest["Retry-After"])
