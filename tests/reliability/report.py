@@ -101,6 +101,7 @@ def render(command: str) -> str:
         keys: list[str] = []
         for row in section_rows:
             keys += [k for k in row.columns if k not in keys]
+        keys.sort(key=lambda k: k == "notes")  # free text last, after every figure
         header = ["scenario", *keys, "test"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
