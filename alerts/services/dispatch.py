@@ -187,10 +187,13 @@ def _final(msg: Message) -> bool:
 
 def write_messages(sub: AlertSubscription, messages: list[Message], now: datetime,
                    loaded: dict[int, Anomaly] | None = None) -> list[Notification]:
-    fresh = [m for m in messages if not m.existing]
     # A group key already used by a group that has been sent: late anomalies start a follow-up.
-    used = set(Notification.objects.filter(subscription=sub, message_key__in=[m.key for m in fresh])
-               .values_list("message_key", flat=True))
+    # Per-anomaly messages ("a:" keys) skip the lookup (one query less on the latency path): their
+    # idempotency key carries the anomaly id, so an anomaly deleted and detected again still gets
+    # a key of its own, and a claimed anomaly is never planned twice.
+    checked = [m.key for m in messages if not m.existing and not m.key.startswith("a:")]
+    used = set(Notification.objects.filter(subscription=sub, message_key__in=checked)
+               .values_list("message_key", flat=True)) if checked else set()
     rows = []
     for m in messages:
         ids = [i.id for i in m.items if i.id is not None]
@@ -201,10 +204,11 @@ def write_messages(sub: AlertSubscription, messages: list[Message], now: datetim
                 n.save(update_fields=["anomaly_ids", "series_ids"])
             continue
         key = m.key if m.key not in used else f"{m.key}~{m.items[0].key if m.items else int(now.timestamp())}"
+        ident = f"{key}#{ids[0]}" if key.startswith("a:") and ids else key
         payload = None
         for dest in destinations(sub):
             n = Notification(
-                organization_id=sub.organization_id, idempotency_key=f"s{sub.pk}:{key}:{dest['channel']}",
+                organization_id=sub.organization_id, idempotency_key=f"s{sub.pk}:{ident}:{dest['channel']}",
                 subscription=sub, user_id=sub.user_id, kind=m.kind, message_key=key, group_end=m.group_end,
                 event_ts=m.event_ts, anomaly_ids=ids, series_ids=sorted(m.series_ids), detail=m.detail,
                 due_at=_due(m, now), **dest)

@@ -119,3 +119,16 @@ def test_snooze_session_only_and_min_severity(org_a, alice, series):
     assert len(messages(snoozed)) == 1  # the Saturday one, after the snooze
     assert len(messages(session)) == 1  # the Tuesday one, in session
     assert messages(severe) == []
+
+
+def test_an_anomaly_detected_again_after_deletion_is_notified_again(org_a, alice, series):
+    """Per-anomaly messages skip the used-key lookup; the anomaly id in their idempotency key
+    keeps a re-detected anomaly (same series, time and source) from colliding with the first."""
+    sub = subscription_for(org_a, alice, target=Target.SERIES, series=series)
+    first = anomalies(org_a, series, [T0])
+    dispatch(org_a, first)
+    first[0].delete()
+    dispatch(org_a, anomalies(org_a, series, [T0]))
+    keys = list(Notification.objects.filter(subscription=sub).values_list("idempotency_key", flat=True))
+    assert len(keys) == 2 and len(set(keys)) == 2
+    assert payload_for(Notification.objects.filter(subscription=sub).latest("pk"))["type"] == "anomalies.detected"
