@@ -32,20 +32,16 @@ def members(request, actor):
 
 @require_POST
 @org_page
-def member_role(request, actor, membership_id):
+def member_action(request, actor, membership_id, action):
+    """POST role (with a new role) or remove; the services check who may do what to whom."""
     get_object_or_404(Membership.objects.for_actor(actor), pk=membership_id)
-    attempt(request, lambda: account_services.change_role(actor=actor, membership_id=membership_id,
-                                                          role=request.POST.get("role", "")),
-            lambda m: f"{m.user.email} is now {m.role}.")
-    return redirect("frontend:members")
-
-
-@require_POST
-@org_page
-def member_remove(request, actor, membership_id):
-    get_object_or_404(Membership.objects.for_actor(actor), pk=membership_id)
-    attempt(request, lambda: account_services.remove_member(actor=actor, membership_id=membership_id),
-            "Membership removed.")
+    if action == "role":
+        attempt(request, lambda: account_services.change_role(actor=actor, membership_id=membership_id,
+                                                              role=request.POST.get("role", "")),
+                lambda m: f"{m.user.email} is now {m.role}.")
+    elif action == "remove":
+        attempt(request, lambda: account_services.remove_member(actor=actor, membership_id=membership_id),
+                "Membership removed.")
     return redirect("frontend:members")
 
 

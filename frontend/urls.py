@@ -37,7 +37,6 @@ urlpatterns = [
     path("settings/api-keys/", views.api_keys, name="api-keys"),
     path("settings/api-keys/<int:key_id>/revoke/", member_views.api_key_revoke, name="api-key-revoke"),
     path("settings/members/", member_views.members, name="members"),
-    path("settings/members/<int:membership_id>/role/", member_views.member_role, name="member-role"),
-    path("settings/members/<int:membership_id>/remove/", member_views.member_remove, name="member-remove"),
+    path("settings/members/<int:membership_id>/<str:action>/", member_views.member_action, name="member-action"),
     path("invitations/accept/", views.accept_invitation, name="accept-invitation"),
 ]
