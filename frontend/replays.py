@@ -73,6 +73,7 @@ def start_replay(*, actor: Actor, series: Series, file_key: str, speed: float) -
     if progress(series)["state"] in ("loading", "running"):
         raise InvalidError("A replay into this series is already running; stop it first.")
     state = {"state": "loading", "sent": 0, "total": 0, "file": demo.label, "speed": speed}
+    cache.delete(_key(series.pk) + ":stop")
     cache.set(_key(series.pk), state, PROGRESS_TTL)
     args = (series.pk, series.organization_id, demo.key, speed)
     if settings.CELERY_TASK_ALWAYS_EAGER:
@@ -85,10 +86,11 @@ def start_replay(*, actor: Actor, series: Series, file_key: str, speed: float) -
 
 
 def stop_replay(*, actor: Actor, series: Series) -> None:
+    """Asks the running replay to stop after its current batch (a flag of its own, so progress
+    writes never overwrite it)."""
     actor.require("ingest")
-    state = progress(series)
-    if state["state"] in ("loading", "running"):
-        cache.set(_key(series.pk), {**state, "stop": True}, PROGRESS_TTL)
+    if progress(series)["state"] in ("loading", "running"):
+        cache.set(_key(series.pk) + ":stop", True, PROGRESS_TTL)
 
 
 def _run_on_thread(*args) -> None:
@@ -114,12 +116,13 @@ def run_replay(series_id: int, organization_id: int, file_key: str, speed: float
 
         def sent(n: int) -> None:
             state["sent"] += n
-            cache.set(key, {**state, "stop": bool((cache.get(key) or {}).get("stop"))}, PROGRESS_TTL)
+            cache.set(key, state, PROGRESS_TTL)
 
         replay.replay(actor=actor, series=series, points=points, speed=speed, time_mode="wallclock",
-                      progress=sent, stop=lambda: bool((cache.get(key) or {}).get("stop")))
+                      progress=sent, stop=lambda: bool(cache.get(key + ":stop")))
         state["state"] = "done"
     except Exception as exc:  # shown on the page; the traceback goes to the log
         logger.exception("replay of %s into series %s failed", file_key, series_id)
         state.update(state="failed", error=str(exc)[:300])
-    cache.set(key, {k: v for k, v in state.items() if k != "stop"}, PROGRESS_TTL)
+    cache.set(key, state, PROGRESS_TTL)
+    cache.delete(key + ":stop")

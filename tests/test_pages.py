@@ -268,3 +268,11 @@ def test_series_page_time_range_coarsens_the_resolution_to_fit(alice_client, sen
     data = json.loads(html.split('<script id="chart-data" type="application/json">')[1].split("</script>")[0])
     assert data["resolution"] == "1h" and 'href="?range=30d&amp;resolution=1h" aria-current="page"' in html
     assert [a["text"] for a in data["anomalies"]] == ["value > 65"]
+
+
+def test_replay_of_an_unknown_file_or_speed_is_refused_with_a_message(alice_client, org_a_objects):
+    series = org_a_objects["series"]
+    for body in ({"file": "nope", "speed": "60"}, {"file": "spy-ticks", "speed": "7"}):
+        r = alice_client.post(f"/series/{series.pk}/replay/", body, follow=True)
+        assert "Choose a demo file and a speed." in r.content.decode()
+    assert alice_client.get(f"/series/{series.pk}/replay/").json()["state"] == "idle"

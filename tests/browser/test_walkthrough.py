@@ -214,3 +214,4 @@ def _walk(app_server, context, page, mail, shots):
     shots(narrow, "series-390px")
     page.goto(series_url)
     page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#replay-status")).to_have_attribute("data-state", "done")
