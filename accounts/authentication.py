@@ -31,6 +31,14 @@ def authenticate_key(raw: str) -> ApiKey | None:
     return key
 
 
+def throttled(exc) -> exceptions.Throttled:
+    """DRF's 429 (with Retry-After) carrying a bruteforce.TooManyAttempts message as it is; DRF's
+    own constructor would append "Expected available in N seconds." to it."""
+    error = exceptions.Throttled(wait=exc.wait)
+    error.detail = exceptions.ErrorDetail(exc.message, code="throttled")
+    return error
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         header = request.headers.get("Authorization")
@@ -45,7 +53,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             key = bruteforce.authenticate_key(raw, client_ip(request))
         except bruteforce.TooManyAttempts as exc:
-            raise exceptions.Throttled(wait=exc.wait, detail=exc.message)
+            raise throttled(exc)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         # Programs have no session user; the key's creator stands in for audit fields.

@@ -15,6 +15,7 @@ import strawberry
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
@@ -75,6 +76,10 @@ def error_code(error: GraphQLError) -> tuple[str, str, dict]:
         return "permission_denied", "Permission denied.", {}
     if isinstance(original, DjangoValidationError):
         return "invalid", "; ".join(original.messages), {}
+    if isinstance(original, DataError):
+        # GraphQL inputs skip the REST serializers' length checks; the column's limit is the last
+        # line (the service's transaction has rolled back, so nothing was written).
+        return "invalid", "A value does not fit its field (too long, or out of range); shorten it.", {}
     if original is not None and not isinstance(original, GraphQLError):
         return "server_error", "Internal error; it has been logged.", {}
     for needle, code in _VALIDATION_CODES:

@@ -9,12 +9,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from .. import bruteforce, lifecycle, services
+from ..authentication import throttled
 from ..errors import PermissionDeniedError
 from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from ..tenancy import (
@@ -79,7 +80,7 @@ class LoginView(AuthView):
         try:
             bruteforce.check("login", email)
         except bruteforce.TooManyAttempts as exc:
-            raise Throttled(wait=exc.wait, detail=exc.message)
+            raise throttled(exc)
         user = authenticate(request._request, email=email, password=data["password"])
         if user is None:
             bruteforce.failed("login", email)

@@ -53,6 +53,7 @@ def test_bad_queries_get_a_documented_error_and_change_nothing(alice, org_a, cas
     if code:
         assert code in got, body
     assert all(e.get("message") for e in errors)
+    assert "server_error" not in got, body
     assert Watchlist.objects.count() == before
     record("Bad input", f"GraphQL: {case}", outcome=f"{response.status_code} "
            + (", ".join(str(c or "validation error") for c in got) or data["createWatchlist"]["__typename"]),
