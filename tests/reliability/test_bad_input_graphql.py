@@ -92,3 +92,14 @@ def test_fuzzed_query_text_never_breaks_the_server(alice, org_a):
     assert Watchlist.objects.count() == before
     record("Bad input", "GraphQL: fuzzed query text (hypothesis)", requests=sum(seen.values()),
            outcome=", ".join(f"{k}×{v}" for k, v in sorted(seen.items())), stored_changed=0, server_errors=0)
+
+
+def test_a_body_over_the_limit_is_413_before_parsing(alice, org_a, settings):
+    client = session_client(alice)
+    before = Watchlist.objects.count()
+    padding = "#" * (settings.API_MAX_BODY_BYTES + 1)  # a GraphQL comment: valid, just too big
+    response = client.raw(f'mutation {{ createWatchlist(input: {{name: "big"}}) {{ __typename }} }}\n{padding}')
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert Watchlist.objects.count() == before
+    record("Bad input", f"GraphQL: body over API_MAX_BODY_BYTES ({settings.API_MAX_BODY_BYTES})",
+           outcome="413 payload_too_large", stored_changed=0)
