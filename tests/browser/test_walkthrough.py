@@ -131,6 +131,7 @@ def _walk(app_server, context, page, mail, shots):
     # Points are stored at wall-clock times, so they fold into the current 1-minute bar.
     page.wait_for_function("Number(document.getElementById('chart').dataset.points || 0) >= 100", timeout=WAIT_MS)
     assert int(chart.get_attribute("data-bars")) >= 1
+    expect(page.locator("#no-data")).to_have_count(0)  # the empty-state hint goes once data flows
     page.wait_for_function("Number(document.getElementById('chart').dataset.markers || 0) >= 1", timeout=WAIT_MS)
     expect(page.locator("#replay-status")).to_have_attribute("data-state", "running")
     expect(page.locator("#live-status")).to_have_text("● live")

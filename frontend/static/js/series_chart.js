@@ -79,6 +79,7 @@
       series.update(bars[bars.length - 1]);
     }
     el.dataset.bars = String(bars.length);
+    document.getElementById("no-data")?.remove();
     el.dataset.points = String(Number(el.dataset.points || 0) + event.points.length);
   });
 })();
