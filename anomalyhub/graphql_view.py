@@ -9,6 +9,8 @@ header, or session with an allowed Origin), or a short-lived ticket in connectio
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -91,7 +93,26 @@ class AnomalyHubGraphQLView(GraphQLView):
 graphql_view = csrf_exempt(AnomalyHubGraphQLView.as_view(schema=schema))
 
 
+# As on the live feed (detection.consumers): a flood or an oversized frame closes the socket. Frames
+# may be larger than the live feed's, since they carry whole GraphQL documents (<= MAX_TOKENS).
+WS_MAX_FRAME_BYTES = 64 * 1024
+WS_FLOOD_WINDOW, WS_FLOOD_MESSAGES = 10.0, 100
+CLOSE_FLOOD, CLOSE_TOO_BIG = 4029, 1009
+
+
 class AnomalyHubGraphQLWSConsumer(GraphQLWSConsumer):
+    async def receive(self, text_data=None, bytes_data=None):
+        now = time.monotonic()
+        received = self.__dict__.setdefault("_received", deque())
+        received.append(now)
+        while received and now - received[0] > WS_FLOOD_WINDOW:
+            received.popleft()
+        if len(received) > WS_FLOOD_MESSAGES:
+            return await self.close(code=CLOSE_FLOOD)
+        if len(text_data or bytes_data or "") > WS_MAX_FRAME_BYTES:
+            return await self.close(code=CLOSE_TOO_BIG)
+        return await super().receive(text_data=text_data, bytes_data=bytes_data)
+
     async def get_context(self, request, response) -> dict:
         return {"request": request, "ws": request, "actor": request.scope.get("actor", ANONYMOUS)}
 

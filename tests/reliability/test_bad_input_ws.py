@@ -121,3 +121,37 @@ async def test_graphql_socket_garbage_is_closed_with_a_protocol_error(clean_stor
     assert await _stored() == before
     record("Bad input", "WebSocket GraphQL: garbage frames",
            outcome=", ".join(f"{n}: close {c}" for n, c in codes.items()), stored_changed=0)
+
+
+async def _graphql_socket(key):
+    client = WebsocketCommunicator(application, "/graphql/", subprotocols=["graphql-transport-ws"],
+                                   headers=[(b"authorization", f"Bearer {key}".encode())])
+    assert (await client.connect(timeout=5))[0]
+    await client.send_json_to({"type": "connection_init", "payload": {}})
+    assert (await client.receive_json_from(timeout=5))["type"] == "connection_ack"
+    return client
+
+
+async def test_graphql_socket_floods_and_oversized_frames_are_closed(clean_store):
+    from anomalyhub import graphql_view as gv
+
+    key, _ = await _tenant()
+    before = await _stored()
+    flooder = await _graphql_socket(key)
+    pongs = 0
+    for _ in range(gv.WS_FLOOD_MESSAGES - 1):  # connection_init was the first message of the window
+        await flooder.send_json_to({"type": "ping"})
+        pongs += (await flooder.receive_json_from(timeout=5))["type"] == "pong"
+    await flooder.send_json_to({"type": "ping"})
+    flood_close = await flooder.receive_output(timeout=5)
+    big = await _graphql_socket(key)
+    await big.send_json_to({"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { anomalies { id } }" + " " * gv.WS_MAX_FRAME_BYTES}})
+    big_close = await big.receive_output(timeout=5)
+    assert pongs == gv.WS_FLOOD_MESSAGES - 1
+    assert flood_close == {"type": "websocket.close", "code": gv.CLOSE_FLOOD}
+    assert big_close == {"type": "websocket.close", "code": gv.CLOSE_TOO_BIG}
+    assert await _stored() == before
+    record("Bad input", "WebSocket GraphQL: flood and frame over 64 KiB",
+           outcome=f"flood: {pongs} pongs then close {gv.CLOSE_FLOOD}; oversized: close {gv.CLOSE_TOO_BIG}",
+           stored_changed=0)
