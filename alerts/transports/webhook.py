@@ -100,7 +100,7 @@ def post(url: str, *, body: bytes, msg_id: str, secrets: list[str], timestamp: i
         status = response.status
         retry_after = parse_retry_after(response.getheader("Retry-After"))
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, timeout, TLS
-        if expired.is_set():
+        if expired.is_set() or isinstance(exc, TimeoutError):  # the deadline or one read's own timeout
             raise TransportError(f"TimeoutError: the receiver did not answer within {TIMEOUT_SECONDS} s") from None
         raise TransportError(f"{type(exc).__name__}: {exc}") from None
     finally:
