@@ -16,7 +16,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from graphql import GraphQLError
+from graphql import GraphQLError, ValidationRule
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry_django.optimizer import DjangoOptimizerExtension
@@ -48,6 +48,27 @@ _VALIDATION_CODES = (
     ("tokens.", "query_too_large"),
     ("Syntax Error", "graphql_parse_failed"),
 )
+
+
+class DepthLimiter(QueryDepthLimiter):
+    """strawberry's depth limiter fails (max() of nothing) on an empty selection set such as `{ }`,
+    which graphql-core 3.3 parses; found by tests/reliability/test_bad_input_graphql.py. Such a
+    document is answered as the syntax error it is."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(max_depth=max_depth)
+        (limiter,) = self.validation_rules
+
+        class Guarded(limiter):
+            def __init__(self, context) -> None:
+                try:
+                    super().__init__(context)
+                except ValueError:
+                    ValidationRule.__init__(self, context)
+                    context.report_error(GraphQLError(
+                        "Syntax Error: an empty selection set; ask for at least one field inside { }."))
+
+        self.validation_rules = [Guarded]
 
 
 @strawberry.type
@@ -110,7 +131,7 @@ schema = AnomalyHubSchema(
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
     extensions=[
         DjangoOptimizerExtension,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: DepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ],

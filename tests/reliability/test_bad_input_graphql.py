@@ -25,6 +25,7 @@ def _deep(levels: int) -> str:
 
 CASES = {
     "syntax error": ("{ seriesList { results { id }", "graphql_parse_failed"),
+    "empty selection set": ("{ me { } }", "graphql_parse_failed"),
     "unknown field": ("{ nope }", None),
     "wrong argument type": ('{ series(id: {a: 1}) { id } }', None),
     f"deeper than {MAX_DEPTH}": (_deep(MAX_DEPTH + 5), "query_too_deep"),
