@@ -17,7 +17,7 @@ from tests.watchlists.conftest import count_rows
 from watchlists import ingest
 
 pytestmark = pytest.mark.django_db
-FUZZ = settings(max_examples=120, deadline=None, database=None,
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 CSV_TOKENS = ["ts", "timestamp", "time", "value", "price", "size", "open", "close", ",", ";", "\n", "\r\n", "\t",
@@ -82,7 +82,7 @@ def _statuses(seen: Counter) -> str:
     return ", ".join(f"{code}×{n}" for code, n in sorted((k, v) for k, v in seen.items() if isinstance(k, int)))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.text(max_size=400), st.sampled_from(["trade", "bar", "metric"]))
 def test_parsers_only_raise_the_documented_batch_error(text, kind):
     """Below the API: any text either validates into points or raises BatchInvalid (400)."""
@@ -97,7 +97,7 @@ def test_fuzzed_rule_metrics_over_rest_are_refused_with_a_position(alice_client,
     tokens = ["value", ">", "<", "(", ")", "avg(", "prev(", ",", "&&", "||", "1", "1e999", "'", "\x00", ";", "=",
               "nope", "percentile(value, 200)", " "]
 
-    @settings(max_examples=80, deadline=None, database=None,
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(st.lists(st.sampled_from(tokens), min_size=1, max_size=25).map("".join))
     def run(metrics):
