@@ -50,7 +50,7 @@ class KeyRegistry:
             for value, code in self._codes.items():
                 if type(value) is int and 0 <= value < len(self._lut):
                     self._lut[value] = code
-        codes = self._lut[keys]
+        codes = self._lut.take(keys)  # take: ~1.5x faster than fancy indexing for a 1-D gather
         missing = codes < 0
         if missing.any():
             seen = np.zeros(len(self._lut), dtype=bool)  # O(n) where np.unique would sort

@@ -68,6 +68,8 @@ def assemble(chunks: list[Chunk], keys: list, msg_ids: np.ndarray, window_size: 
     if not chunks:
         return []
     flat = [o for c in chunks for o in c.outputs(keys, msg_ids, window_size)]
+    if len(chunks) == 1 and (len(flat) < 2 or bool((np.diff(chunks[0].rows) > 0).all())):
+        return flat  # one output per row, rows ascending (every row-level rule): already in order
     if len(chunks) == 1:
         order = np.lexsort((chunks[0].times, chunks[0].rows)) if len(chunks[0].rows) > 1 else [0]
     else:
