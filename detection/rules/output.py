@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -48,8 +49,7 @@ class Chunk:
         n = len(self.rows)
         names = list(self.observed)
         columns = [_plain(v) for v in self.observed.values()]
-        observed = [dict(zip(names, vals, strict=True)) for vals in zip(*columns, strict=True)] if names \
-            else [{} for _ in range(n)]
+        observed = _records(names, columns, n)
         if self.window_end is None:
             windows = [None] * n
         else:
@@ -88,3 +88,21 @@ def _plain(values: np.ndarray) -> list:
     out = values.astype(object)
     out[nulls] = None
     return out.tolist()
+
+
+def _records(names: list[str], columns: list[list], n: int) -> list[dict]:
+    """One {name: value} dict per row. A dict display is ~4x faster than dict(zip(...)) per row, and
+    most metrics observe one to three columns, so those get their own comprehension."""
+    if len(names) == 1:
+        (a,), (ca,) = names, columns
+        return [{a: x} for x in ca]
+    if len(names) == 2:
+        (a, b), (ca, cb) = names, columns
+        return [{a: x, b: y} for x, y in zip(ca, cb, strict=True)]
+    if len(names) == 3:
+        (a, b, c), (ca, cb, cc) = names, columns
+        return [{a: x, b: y, c: z} for x, y, z in zip(ca, cb, cc, strict=True)]
+    if not names:
+        return [{} for _ in range(n)]
+    return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
+
