@@ -51,6 +51,11 @@ def pk_of(value, what: str = "object") -> int:
     return int(text)
 
 
+def given(input_obj) -> dict:
+    """The fields a partial (update) input actually sets: UNSET fields are left out, null stays."""
+    return {k: v for k, v in vars(input_obj).items() if v is not strawberry.UNSET}
+
+
 def by_id(model, value):
     """A queryset of at most the object with this ID; the type's get_queryset scopes it."""
     text = str(value)

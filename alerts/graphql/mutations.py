@@ -13,7 +13,7 @@ import strawberry_django
 from django.core.exceptions import ValidationError
 
 from accounts.errors import InvalidError
-from accounts.graphql.base import InputError, actor_of, input_errors
+from accounts.graphql.base import InputError, actor_of, given, input_errors
 from accounts.tenancy import Actor, get_for_actor
 from detection.models import Detector, Rule
 from watchlists.models import Series, Watchlist
@@ -105,10 +105,6 @@ class UpdateWebhookEndpointInput:
     enabled: bool | None = strawberry.UNSET
 
 
-def _given(input_obj) -> dict:
-    return {k: v for k, v in vars(input_obj).items() if v is not strawberry.UNSET}
-
-
 def _reference(actor: Actor, field: str, value):
     model = REFERENCES[field]
     if value is None:
@@ -170,7 +166,7 @@ class AlertsMutation:
         actor = actor_of(info)
         sub = _subscription(info, id)
         return input_errors(lambda: subscriptions.save_subscription(actor=actor,
-                                                                    subscription=_apply(actor, sub, _given(input))))
+                                                                    subscription=_apply(actor, sub, given(input))))
 
     @strawberry_django.mutation(handle_django_errors=False)
     def delete_alert_subscription(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
@@ -217,7 +213,7 @@ class AlertsMutation:
     def update_webhook_endpoint(self, info: strawberry.Info, id: strawberry.ID,
                                 input: UpdateWebhookEndpointInput) -> WebhookEndpointResult:
         endpoint = _endpoint(info, id)
-        fields = {k: v for k, v in _given(input).items() if v is not None}
+        fields = {k: v for k, v in given(input).items() if v is not None}
 
         def update():
             if "url" in fields:

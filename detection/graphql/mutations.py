@@ -13,7 +13,7 @@ import strawberry_django
 from strawberry.scalars import JSON
 
 from accounts.errors import InvalidError
-from accounts.graphql.base import BigInt, InputError, actor_of, input_errors
+from accounts.graphql.base import BigInt, InputError, actor_of, given, input_errors
 from accounts.tenancy import Actor, get_for_actor
 from watchlists.models import Series, Watchlist
 
@@ -118,10 +118,6 @@ def _rule_input(actor: Actor, given: dict, base: Rule | None = None) -> rule_ser
     return rule_services.RuleInput(**_checked(data))
 
 
-def _set(input_obj) -> dict:
-    return {k: v for k, v in vars(input_obj).items() if v is not strawberry.UNSET}
-
-
 def _window(start: datetime, end: datetime) -> dict:
     if end <= start:
         raise InvalidError("end must be after start.", details={"end": ["end must be after start."]})
@@ -152,7 +148,7 @@ class DetectionMutation:
     def update_rule(self, info: strawberry.Info, id: strawberry.ID, input: UpdateRuleInput) -> RuleResult:
         actor = actor_of(info)
         rule = get_for_actor(Rule.objects.all(), actor, id, "change")
-        return input_errors(lambda: rule_services.save_rule(actor=actor, data=_rule_input(actor, _set(input), rule),
+        return input_errors(lambda: rule_services.save_rule(actor=actor, data=_rule_input(actor, given(input), rule),
                                                             rule=rule))
 
     @strawberry_django.mutation(handle_django_errors=False)
@@ -206,7 +202,7 @@ class DetectionMutation:
         detector = get_for_actor(Detector.objects.all(), actor, id, "change")
 
         def update():
-            for field, value in _detector_fields(actor, _set(input)).items():
+            for field, value in _detector_fields(actor, given(input)).items():
                 setattr(detector, field, value)
             return detector_services.save_detector(actor=actor, detector=detector)
         return input_errors(update)

@@ -42,7 +42,8 @@ def _probe(client, action, org, series, target):
     raise AssertionError(f"no probe for action {action!r}; add one")
 
 
-def _run_matrix(who_clients, allowed_of, org, series, target):
+def _assert_matrix(scenario, who_clients, allowed_of, org, series, target):
+    """Every client tries every action: allowed ones succeed, the rest get 403 and change nothing."""
     refused, mismatches = 0, []
     for who, client in who_clients.items():
         for action in sorted(ALL_ACTIONS):
@@ -59,7 +60,10 @@ def _run_matrix(who_clients, allowed_of, org, series, target):
                       and _state(org, series) == before)
             if not ok:
                 mismatches.append(f"{who} {action}: {response.status_code} {response.content[:200]!r}")
-    return refused, mismatches
+    assert mismatches == []
+    record("Isolation and access", scenario,
+           outcome=f"{len(who_clients) * len(ALL_ACTIONS)} requests, {refused} refused with 403, data unchanged",
+           mismatches=len(mismatches))
 
 
 @pytest.fixture
@@ -78,11 +82,8 @@ def test_every_role_can_do_exactly_its_actions(matrix_org):
         user = UserFactory(email=f"{role}@matrix.example")
         MembershipFactory(user=user, organization=org, role=role)
         clients[role] = client_for(user)
-    refused, mismatches = _run_matrix(clients, ROLE_ACTIONS, org, series, target)
-    assert mismatches == []
-    record("Isolation and access", "Role matrix (viewer/member/admin/owner x view/change/ingest/manage/own)",
-           outcome=f"{len(clients) * len(ALL_ACTIONS)} requests, {refused} refused with 403, data unchanged",
-           mismatches=len(mismatches))
+    _assert_matrix("Role matrix (viewer/member/admin/owner x view/change/ingest/manage/own)",
+                   clients, ROLE_ACTIONS, org, series, target)
 
 
 def test_every_api_key_scope_is_enforced_whatever_its_creators_role(matrix_org):
@@ -92,11 +93,7 @@ def test_every_api_key_scope_is_enforced_whatever_its_creators_role(matrix_org):
         _, raw = create_api_key(actor=actor_for_user(owner, org.pk), name=f"{scope} key", scope=scope)
         clients[scope] = APIClient()
         clients[scope].credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    refused, mismatches = _run_matrix(clients, SCOPE_ACTIONS, org, series, target)
-    assert mismatches == []
-    record("Isolation and access", "API-key scopes (read/ingest/admin) of an owner's keys",
-           outcome=f"{len(clients) * len(ALL_ACTIONS)} requests, {refused} refused with 403, data unchanged",
-           mismatches=len(mismatches))
+    _assert_matrix("API-key scopes (read/ingest/admin) of an owner's keys", clients, SCOPE_ACTIONS, org, series, target)
 
 
 def test_member_cannot_manage_keys_or_members(matrix_org):

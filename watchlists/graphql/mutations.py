@@ -9,7 +9,7 @@ import strawberry_django
 from strawberry.scalars import JSON
 
 from accounts.errors import InvalidError
-from accounts.graphql.base import InputError, actor_of, input_errors
+from accounts.graphql.base import InputError, actor_of, given, input_errors
 from accounts.tenancy import get_for_actor
 
 from .. import ingest, services
@@ -65,8 +65,7 @@ def _ids(values) -> list[int] | None:
 
 def _given(input_obj) -> dict:
     """The fields a partial input actually sets (null is a value only where the model allows it)."""
-    fields = {k: v for k, v in vars(input_obj).items() if v is not strawberry.UNSET}
-    return {k: v for k, v in fields.items() if v is not None or k == "bar_seconds"}
+    return {k: v for k, v in given(input_obj).items() if v is not None or k == "bar_seconds"}
 
 
 @strawberry.type
