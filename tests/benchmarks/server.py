@@ -56,17 +56,21 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """Yields "http://127.0.0.1:<port>" of a daphne process serving AnomalyHub."""
-    port = free_port()
-    server_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings", **(env or {})}
-    with tempfile.TemporaryDirectory(prefix="bench-daphne-") as tmp:
+def live_server(env: dict[str, str | None] | None = None, *, app: str = "anomalyhub.asgi:application",
+                port: int | None = None, keep_log: Path | None = None) -> Iterator[str]:
+    """Yields "http://127.0.0.1:<port>" of a daphne process serving `app`. `keep_log` copies the
+    server's log there when it stops (e.g. beside a failed browser walk's screenshots). `env` adds
+    to this process's environment; a None value removes that variable."""
+    port = port or free_port()
+    merged = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings", **(env or {})}
+    server_env = {k: v for k, v in merged.items() if v is not None}
+    with tempfile.TemporaryDirectory(prefix="daphne-") as tmp:
         log = Path(tmp) / "daphne.log"
         with open(log, "wb") as out:
             # `python -m daphne` from the repo root: the same venv, and the project on sys.path.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
-                 "anomalyhub.asgi:application"],
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "1" if keep_log else "0",
+                 app],
                 cwd=REPO, env=server_env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -77,3 +81,6 @@ def live_server(env: dict[str, str] | None = None) -> Iterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             _stop(proc)
+            if keep_log:
+                keep_log.parent.mkdir(parents=True, exist_ok=True)
+                keep_log.write_bytes(log.read_bytes())

@@ -4,10 +4,6 @@ a fake SendGrid on 127.0.0.1, and Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,14 +11,13 @@ import pytest
 from django.db import connection
 
 from tests.alerts.fakes import Recorder, check_sendgrid_v3, serve
-from tests.benchmarks.server import _healthy, _stop, free_port
+from tests.benchmarks.server import free_port, live_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
-START_TIMEOUT_S = 60
 
 
 class Outbox:
@@ -65,31 +60,14 @@ def app_server(transactional_db, outbox):
     _, sendgrid_url = outbox
     db = connection.settings_dict
     port = free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings",
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    env = {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "CELERY_TASK_ALWAYS_EAGER": "True", "SENDGRID_API_KEY": "SG.browser-test",
            "SENDGRID_API_URL": sendgrid_url, "ACCOUNT_EMAIL_VERIFICATION": "mandatory", "HTTP_THREADS": "8",
-           "SITE_URL": f"http://127.0.0.1:{port}"}
-    env.pop("TEST_DATABASE_NAME", None)
-    with tempfile.TemporaryDirectory(prefix="browser-daphne-") as tmp:
-        log = Path(tmp) / "daphne.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "1",
-                                     "tests.browser.asgi:application"],
-                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not _healthy(port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne did not start:\n{log.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            _stop(proc)
-            # Kept beside the screenshots: the server side of a failed walk.
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS / "daphne.log").write_bytes(log.read_bytes())
+           "SITE_URL": f"http://127.0.0.1:{port}", "TEST_DATABASE_NAME": None}
+    # The server's log is kept beside the screenshots: the server side of a failed walk.
+    with live_server(env, app="tests.browser.asgi:application", port=port,
+                     keep_log=ARTIFACTS / "daphne.log") as base:
+        yield base
 
 
 @pytest.fixture
