@@ -20,7 +20,7 @@ from .store.partitions import ensure_partitions
 from .store.rollups import RESOLUTIONS
 from .store.schema import RAW_TABLES
 from .store.timeconv import from_us
-from .store.writer import VALUE_COLUMNS, Points, write_points
+from .store.writer import VALUE_COLUMNS, Points, write_many
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +195,11 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
                                    series=batches[0][0] if len(batches) == 1 else None,
                                    rows=sum(len(p) for _, p in batches))
     results, announced = [], []
-    for series, points in batches:
+    stored_counts = write_many(actor.organization_id, [(series.pk, points) for series, points in batches])
+    for (series, points), stored in zip(batches, stored_counts, strict=True):
         if not len(points):
             results.append(IngestResult(series.pk, 0, 0))
             continue
-        stored = write_points(series.organization_id, series.pk, points)
         first, last = int(points.ts.min()), int(points.ts.max())
         last_dt = from_us(last)
         results.append(IngestResult(series.pk, len(points), stored, first_ts=from_us(first).isoformat(),

@@ -94,12 +94,12 @@ class SeriesViewSet(TenantViewSet):
                                         time_format=q["time_format"]))
 
     def _ingest(self, request, series):
+        tz = services.series_timezone(series)
         if isinstance(request.data, bytes):
-            frame = ingest.frame_from_csv(request.data)
+            points = ingest.validate(ingest.frame_from_csv(request.data), series.kind, tz)
         else:
             body = request.data
-            frame = ingest.frame_from_json(body.get("points") if isinstance(body, dict) else body)
-        points = ingest.validate(frame, series.kind, services.series_timezone(series))
+            points = ingest.points_from_json(body.get("points") if isinstance(body, dict) else body, series.kind, tz)
         (result,) = services.ingest(actor=self.actor, batches=[(series, points)],
                                     idempotency_key=_idempotency_key(request))
         return Response(result.as_dict(), status=_ingest_response([result]))
@@ -156,7 +156,7 @@ class IngestView(ActorMixin, APIView):
         for symbol, rows in body["points"].items():
             series = by_symbol[symbol]
             try:
-                points = ingest.validate(ingest.frame_from_json(rows), series.kind, services.series_timezone(series))
+                points = ingest.points_from_json(rows, series.kind, services.series_timezone(series))
             except ingest.BatchInvalid as exc:
                 exc.details["symbol"] = symbol
                 raise

@@ -114,8 +114,7 @@ class WatchlistsMutation:
         series = get_for_actor(Series.objects.all(), actor, series_id, "ingest")
 
         def store():
-            frame = ingest.frame_from_json(points)
-            batch = ingest.validate(frame, series.kind, services.series_timezone(series))
+            batch = ingest.points_from_json(points, series.kind, services.series_timezone(series))
             (result,) = services.ingest(actor=actor, batches=[(series, batch)], idempotency_key=idempotency_key)
             return IngestResultType(**result.as_dict())
         return input_errors(store)

@@ -20,6 +20,7 @@ from .timeconv import PG_EPOCH_OFFSET_US
 
 VALUE_COLUMNS = {"trade": ("price", "size"), "bar": ("open", "high", "low", "close", "volume"),
                  "metric": ("value",)}
+TICK_COPY_COLUMNS = ["organization_id", "series_id", "ts", *VALUE_COLUMNS["trade"], "trade_id"]
 _PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _PG_TRAILER = b"\xff\xff"
 COPY_CHUNK_ROWS = 262_144
@@ -67,15 +68,16 @@ def _pg_columns(organization_id: int, series_id: int, points: Points) -> list[tu
     return cols + [(">f8", points.values[c]) for c in VALUE_COLUMNS[points.kind]]
 
 
-def _pg_copy(cursor, table: str, column_names: list[str], columns, null_text_tail=False,
+def _pg_copy(cursor, table: str, column_names: list[str], columns=None, null_text_tail=False,
              encoded: bytes | None = None) -> None:
-    n = len(columns[0][1])
+    """Streams `encoded` rows as they are, or encodes `columns` chunk by chunk (bounded memory)."""
+    n = 0 if encoded is not None else len(columns[0][1])
     sql = f"COPY {table} ({', '.join(column_names)}) FROM STDIN (FORMAT BINARY)"
     with cursor.copy(sql) as copy:
         copy.write(_PG_HEADER)
         if encoded is not None:
             copy.write(encoded)
-        for lo in range(0, 0 if encoded is not None else n, COPY_CHUNK_ROWS):
+        for lo in range(0, n, COPY_CHUNK_ROWS):
             chunk = [(code, values[lo:lo + COPY_CHUNK_ROWS]) for code, values in columns]
             copy.write(binary_copy_rows(chunk, null_text_tail))
         copy.write(_PG_TRAILER)
@@ -84,9 +86,8 @@ def _pg_copy(cursor, table: str, column_names: list[str], columns, null_text_tai
 def encode_ahead(organization_id: int, series_id: int, points: Points) -> None:
     """Encodes a batch's COPY rows now, on the calling thread (bulk imports: the parse-ahead
     thread), so that the write itself only streams them. Only the append-only tick path uses it."""
-    if points.kind == "trade" and not _has_trade_ids(points) and len(points):
-        rows = binary_copy_rows(_pg_columns(organization_id, series_id, points), null_text_tail=True)
-        points.encoded = (organization_id, series_id, rows)
+    if _appends(points):
+        points.encoded = (organization_id, series_id, _tick_rows(organization_id, series_id, points))
 
 
 def _has_trade_ids(points: Points) -> bool:
@@ -102,17 +103,43 @@ def write_points(organization_id: int, series_id: int, points: Points) -> int:
     return _write_sqlite(organization_id, series_id, points)
 
 
+def write_many(organization_id: int, batches: list[tuple[int, Points]]) -> list[int]:
+    """write_points for several series (series id, points) in the caller's transaction. On
+    PostgreSQL the append-only ticks of all of them go in ONE COPY: one round trip per request,
+    not one per series."""
+    appendable = [(series_id, p) for series_id, p in batches if _appends(p)]
+    if connection.vendor != "postgresql" or len(appendable) < 2:
+        return [write_points(organization_id, series_id, p) for series_id, p in batches]
+    rows = b"".join(_tick_rows(organization_id, series_id, p) for series_id, p in appendable)
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        _pg_copy(cursor, RAW_TABLES["trade"], TICK_COPY_COLUMNS, encoded=rows)
+    return [len(p) if _appends(p) else write_points(organization_id, series_id, p) for series_id, p in batches]
+
+
+def _appends(points: Points) -> bool:
+    """Ticks without source trade ids: appended with no conflict check (the fast path)."""
+    return points.kind == "trade" and len(points) > 0 and not _has_trade_ids(points)
+
+
+def _tick_rows(organization_id: int, series_id: int, points: Points) -> bytes:
+    if points.encoded and points.encoded[:2] == (organization_id, series_id):
+        return points.encoded[2]
+    return binary_copy_rows(_pg_columns(organization_id, series_id, points), null_text_tail=True)
+
+
+
 def _write_pg(organization_id: int, series_id: int, points: Points) -> int:
     table = RAW_TABLES[points.kind]
     value_cols = list(VALUE_COLUMNS[points.kind])
     names = ["organization_id", "series_id", "ts", *value_cols]
     connection.ensure_connection()
     with connection.connection.cursor() as cursor:
-        if points.kind == "trade" and not _has_trade_ids(points):
+        if _appends(points):
             # The fast path: append straight into the partitioned table.
             ready = points.encoded[2] if points.encoded and points.encoded[:2] == (organization_id, series_id) \
                 else None
-            _pg_copy(cursor, table, [*names, "trade_id"], _pg_columns(organization_id, series_id, points),
+            _pg_copy(cursor, table, TICK_COPY_COLUMNS, _pg_columns(organization_id, series_id, points),
                      null_text_tail=True, encoded=ready)
             return len(points)
         stage = f"stage_{table}"
