@@ -31,7 +31,7 @@ class Windows:
 
     def gather(self, name: str, column: np.ndarray) -> np.ndarray:
         if name not in self._gathered:
-            self._gathered[name] = column[self.index]
+            self._gathered[name] = column.take(self.index)  # ~2x faster than column[self.index]
         return self._gathered[name]
 
     def reduce(self, ufunc, values: np.ndarray, dtype=None) -> np.ndarray:
@@ -67,16 +67,25 @@ def compute(call: Call, windows: Windows, columns: dict[str, np.ndarray]) -> np.
     by their canonical text."""
     names = [render(a) for a in aggregate_inputs(call)]
     args = [windows.gather(n, columns[n]) for n in names]
+    # Checking the buffer for NULLs is cheaper than masking the (overlapping, larger) gathered
+    # windows, and without NULLs every count is the window's length.
+    nulls = any(_has_nan(columns[n]) for n in names)
     with np.errstate(all="ignore"):
-        return windows.spread(_reduce(call, windows, names[0], columns[names[0]], args))
+        return windows.spread(_reduce(call, windows, names[0], columns[names[0]], args, nulls))
 
 
-def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np.ndarray]) -> np.ndarray:
+def _has_nan(values: np.ndarray) -> bool:
+    return len(values) > 0 and bool(np.isnan(np.minimum.reduce(values)))  # minimum propagates NaN
+
+
+def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np.ndarray], nulls: bool) -> np.ndarray:
     x = args[0]
-    valid = ~np.isnan(x)
-    if call.name == "wavg":
-        valid &= ~np.isnan(args[1])
-    count = w.reduce(np.add, valid, dtype=np.int64)
+    valid = None
+    if nulls:
+        valid = ~np.isnan(x)
+        if call.name == "wavg":
+            valid &= ~np.isnan(args[1])
+    count = w.lens if valid is None else w.reduce(np.add, valid, dtype=np.int64)
     if call.name == "count":
         return count.astype(np.float64)
     if call.name in ("first", "last"):
@@ -87,10 +96,10 @@ def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np
         p = 50.0 if call.name == "med" else constant_value(call.args[1])
         how = call.args[2].value if len(call.args) == 3 else "linear"
         return _percentile(w.sorted_values(name, column), w.starts, count, p, how)
-    clean = x if valid.all() else np.where(valid, x, 0.0)
+    clean = x if valid is None else np.where(valid, x, 0.0)
     with_values = np.where(count > 0, count, 1)
     if call.name == "wavg":
-        weights = np.where(valid, args[1], 0.0)
+        weights = args[1] if valid is None else np.where(valid, args[1], 0.0)
         total = w.reduce(np.add, weights)
         out = w.reduce(np.add, clean * weights) / np.where(total == 0, np.nan, total)
         return np.where(count > 0, out, np.nan)
@@ -101,7 +110,9 @@ def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np
     if call.name == "avg":
         return np.where(count > 0, mean, np.nan)
     # var/std: sample (n - 1) estimators, two-pass for accuracy.
-    dev = np.where(valid, x - np.repeat(mean, w.lens), 0.0)
+    dev = x - np.repeat(mean, w.lens)
+    if valid is not None:
+        dev = np.where(valid, dev, 0.0)
     var = w.reduce(np.add, dev * dev) / np.where(count > 1, count - 1, 1)
     var = np.where(count > 1, var, np.nan)
     return np.sqrt(var) if call.name == "std" else var

@@ -16,15 +16,6 @@ Leaf = Callable[[Node], np.ndarray]
 def evaluate(node: Node, leaf: Leaf):
     """Value of `node`: an array, or a scalar when it is constant. `leaf` resolves Col nodes
     and prev/aggregate calls; everything else is computed here."""
-    if isinstance(node, Num):
-        return np.float64(node.value)
-    if isinstance(node, Bool):
-        return np.bool_(node.value)
-    if isinstance(node, Col):
-        return leaf(node)
-    if isinstance(node, Unary):
-        value = evaluate(node.operand, leaf)
-        return -as_float(value) if node.op == "neg" else ~truth(value)
     if isinstance(node, Binary):
         a, b = evaluate(node.left, leaf), evaluate(node.right, leaf)
         if node.op in ("and", "or"):
@@ -32,16 +23,28 @@ def evaluate(node: Node, leaf: Leaf):
         if node.op in "+-*/":
             return arithmetic(node.op, a, b)
         return compare(node.op, a, b)
+    if isinstance(node, Col):
+        return leaf(node)
+    if isinstance(node, Num):
+        return np.float64(node.value)
+    if isinstance(node, Bool):
+        return np.bool_(node.value)
+    if isinstance(node, Unary):
+        value = evaluate(node.operand, leaf)
+        return -as_float(value) if node.op == "neg" else ~truth(value)
     assert isinstance(node, Call)
     if FUNCTIONS[node.name].kind in ("agg", "prev"):
         return leaf(node)
     return row_function(node.name, [evaluate(a, leaf) for a in node.args])
 
 
-def condition(node: Node, leaf: Leaf, n: int) -> np.ndarray:
-    """A metric's truth value per row (or per window) as a bool array of length n."""
+def where_true(node: Node, leaf: Leaf, n: int) -> np.ndarray:
+    """Indexes of the rows (or windows), out of n, where a metric holds, ascending."""
     with np.errstate(all="ignore"):
-        return np.broadcast_to(truth(evaluate(node, leaf)), (n,))
+        holds = truth(evaluate(node, leaf))
+    if np.ndim(holds) == 0:  # a constant metric, e.g. "1 > 0"
+        return np.arange(n) if holds else np.zeros(0, dtype=np.intp)
+    return holds.nonzero()[0]
 
 
 def values(node: Node, leaf: Leaf, n: int) -> np.ndarray:

@@ -21,18 +21,20 @@ class KeyRegistry:
     def __len__(self) -> int:
         return len(self.values)
 
-    def encode(self, keys: np.ndarray | None, n: int) -> np.ndarray:
-        """Codes for a batch's key column (all 0 for a rule without keyColumn)."""
+    def encode(self, keys: np.ndarray | None, n: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Codes for a batch's key column (all 0 for a rule without keyColumn). Every key of the
+        batch is registered; with `rows` (indexes into the batch) only those rows' codes are
+        returned, which for small integer keys skips the per-row lookup of the others."""
         if keys is None:
             if not self.values:
                 self._add(None)
-            return np.zeros(n, dtype=np.int64)
+            return np.zeros(n if rows is None else len(rows), dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         if keys.dtype.kind in "iu":
             low, top = int(keys.min()), int(keys.max())
             if low >= 0 and top < self._LUT_LIMIT:
-                return self._encode_small_ints(keys, top)
+                return self._encode_small_ints(keys, low, top, rows)
         try:
             uniq, inverse = np.unique(keys, return_inverse=True)
         except TypeError:  # e.g. None or numbers mixed with strings in an object column
@@ -40,9 +42,10 @@ class KeyRegistry:
         codes = np.array([self._codes.get(v, -1) for v in uniq.tolist()], dtype=np.int64)
         for i in np.flatnonzero(codes < 0):
             codes[i] = self._add(uniq[i].item() if hasattr(uniq[i], "item") else uniq[i])
-        return codes[inverse.reshape(-1)]
+        inverse = inverse.reshape(-1)
+        return codes[inverse if rows is None else inverse[rows]]
 
-    def _encode_small_ints(self, keys: np.ndarray, top: int) -> np.ndarray:
+    def _encode_small_ints(self, keys: np.ndarray, low: int, top: int, rows: np.ndarray | None) -> np.ndarray:
         """Codes by table lookup: no sort, unlike np.unique."""
         if self._lut is None or len(self._lut) <= top:
             self._lut = np.full(max(top + 1, 2 * len(self._lut) if self._lut is not None else 0), -1,
@@ -50,15 +53,25 @@ class KeyRegistry:
             for value, code in self._codes.items():
                 if type(value) is int and 0 <= value < len(self._lut):
                     self._lut[value] = code
-        codes = self._lut.take(keys)  # take: ~1.5x faster than fancy indexing for a 1-D gather
-        missing = codes < 0
-        if missing.any():
-            seen = np.zeros(len(self._lut), dtype=bool)  # O(n) where np.unique would sort
-            seen[keys if len(self.values) == 0 else keys[missing]] = True
-            for value in np.flatnonzero(seen).tolist():
-                self._add(value)
-            codes = self._lut[keys]
-        return codes
+        lut = self._lut
+        if top - low <= len(keys) and bool((lut[low:top + 1] >= 0).all()):
+            pass  # every value in [low, top] is known (dense ids): O(top - low) instead of O(rows)
+        elif not self.values:
+            self._add_all(keys)  # first batch: every key is new, no lookup needed to find them
+        else:
+            codes = lut.take(keys)  # take: ~1.5x faster than fancy indexing for a 1-D gather
+            missing = codes < 0
+            if not missing.any():
+                return codes if rows is None else codes[rows]
+            self._add_all(keys[missing])
+        return lut.take(keys if rows is None else keys.take(rows))
+
+    def _add_all(self, new_keys: np.ndarray) -> None:
+        """Register unknown small integer keys in ascending order, as np.unique would list them."""
+        seen = np.zeros(len(self._lut), dtype=bool)  # O(n) where np.unique would sort
+        seen[new_keys] = True
+        for value in np.flatnonzero(seen).tolist():
+            self._add(value)
 
     def _add(self, value) -> int:
         code = self._codes[value] = len(self.values)
@@ -75,21 +88,27 @@ def key_order(codes: np.ndarray) -> np.ndarray:
     return np.argsort(codes, kind="stable")
 
 
-def merge_positions(sorted_old: np.ndarray, sorted_new: np.ndarray) -> np.ndarray:
-    """Where each of `sorted_new` lands when merged after equal codes of `sorted_old`."""
-    return np.searchsorted(sorted_old, sorted_new, side="right") + np.arange(len(sorted_new))
+class SortedMerge:
+    """Merges rows sorted by key code into a buffer sorted the same way, each new row after the
+    buffered rows of its key. Positions are computed once and applied to every column."""
 
+    def __init__(self, old_codes: np.ndarray, new_codes: np.ndarray):
+        self.empty = not len(old_codes)
+        if self.empty:
+            return
+        # Buffered rows with a code <= c, by c: counting is cheaper than searchsorted.
+        at_or_below = np.cumsum(np.bincount(old_codes, minlength=int(new_codes[-1]) + 1 if len(new_codes) else 0))
+        self.positions = at_or_below.take(new_codes) + np.arange(len(new_codes))
+        self.old_slots = np.ones(len(old_codes) + len(new_codes), dtype=bool)
+        self.old_slots[self.positions] = False
 
-def merge_into(old: np.ndarray, new: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Merge two arrays given merge_positions() of the new ones."""
-    if not len(old):
-        return new
-    out = np.empty(len(old) + len(new), dtype=np.result_type(old, new))
-    taken = np.zeros(len(out), dtype=bool)
-    taken[positions] = True
-    out[positions] = new
-    out[~taken] = old
-    return out
+    def __call__(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        if self.empty:
+            return new
+        out = np.empty(len(self.old_slots), dtype=np.result_type(old, new))
+        out[self.positions] = new
+        out[self.old_slots] = old
+        return out
 
 
 def segment_bounds(sorted_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +165,8 @@ class PairIndex:
         if self.composite is not None and int(codes.max()) <= self.top:
             # Clipping queries to [tmin-1, tmax+1] keeps them inside their code's range
             # without changing the answer.
-            query = codes * np.int64(self.span) + (np.clip(times, self.tmin - 1, self.tmax + 1) - self.tmin)
+            clipped = np.minimum(np.maximum(times, self.tmin - 1), self.tmax + 1)  # np.clip costs ~10 us more
+            query = codes * np.int64(self.span) + (clipped - self.tmin)
             return np.searchsorted(self.composite, query, side="left")
         out = np.empty(len(codes), dtype=np.int64)  # rare: times too far apart for one key
         for code in np.unique(codes):

@@ -45,30 +45,35 @@ class Chunk:
     observed: dict[str, np.ndarray]
     window_end: np.ndarray | None = None
 
-    def outputs(self, keys: list, msg_ids: np.ndarray, window_size: int | None) -> list[Output]:
+    def outputs(self, keys: list, msg_ids: np.ndarray | int, window_size: int | None) -> list[Output]:
+        """`msg_ids`: the batch's ids, or the first id when they are consecutive (generated)."""
         n = len(self.rows)
         names = list(self.observed)
         columns = [_plain(v) for v in self.observed.values()]
         observed = _records(names, columns, n)
         if self.window_end is None:
-            windows = [None] * n
+            windows = repeat(None)
         else:
-            windows = list(zip((self.window_end - window_size).tolist(), self.window_end.tolist(), strict=True))
-        key_values = [keys[c] for c in self.codes.tolist()]
-        index, text, new = self.metric_index, self.metric_text, tuple.__new__
-        # tuple.__new__ skips NamedTuple's Python-level constructor: a third of the cost per row.
-        return [new(Output, (t, k, index, text, o, m, w)) for t, k, o, m, w in
-                zip(self.times.tolist(), key_values, observed, msg_ids[self.rows].tolist(), windows, strict=True)]
+            windows = zip((self.window_end - window_size).tolist(), self.window_end.tolist(), strict=True)
+        key_values = map(keys.__getitem__, self.codes.tolist())
+        ids = msg_ids[self.rows] if isinstance(msg_ids, np.ndarray) else self.rows + msg_ids
+        # tuple.__new__ skips NamedTuple's Python-level constructor, and map() over zip() skips a
+        # comprehension's per-row bytecode: together ~2x cheaper per row. All columns have n items.
+        fields = zip(self.times.tolist(), key_values, repeat(self.metric_index), repeat(self.metric_text),
+                     observed, ids.tolist(), windows)
+        return list(map(tuple.__new__, repeat(Output), fields))
 
 
-def assemble(chunks: list[Chunk], keys: list, msg_ids: np.ndarray, window_size: int | None) -> list[Output]:
+def assemble(chunks: list[Chunk], keys: list, msg_ids: np.ndarray | int, window_size: int | None,
+             rows_ascending: bool = False) -> list[Output]:
     """Outputs ordered by the row that produced them, then time, then metric index. This is
-    the order an engine fed one row at a time would emit, whatever the batch size."""
+    the order an engine fed one row at a time would emit, whatever the batch size.
+    `rows_ascending`: the caller knows each chunk has one output per row, rows ascending."""
     chunks = [c for c in chunks if len(c.rows)]
     if not chunks:
         return []
     flat = [o for c in chunks for o in c.outputs(keys, msg_ids, window_size)]
-    if len(chunks) == 1 and (len(flat) < 2 or bool((np.diff(chunks[0].rows) > 0).all())):
+    if len(chunks) == 1 and (rows_ascending or len(flat) < 2 or bool((np.diff(chunks[0].rows) > 0).all())):
         return flat  # one output per row, rows ascending (every row-level rule): already in order
     if len(chunks) == 1:
         order = np.lexsort((chunks[0].times, chunks[0].rows)) if len(chunks[0].rows) > 1 else [0]
@@ -82,9 +87,10 @@ def assemble(chunks: list[Chunk], keys: list, msg_ids: np.ndarray, window_size: 
 
 def _plain(values: np.ndarray) -> list:
     """Floats as Python floats, NULL (NaN) as None."""
-    nulls = np.isnan(values)
-    if not nulls.any():
+    low = np.minimum.reduce(values)  # NaN if any is NaN: one call where isnan().any() takes two
+    if low == low:
         return values.tolist()
+    nulls = np.isnan(values)
     out = values.astype(object)
     out[nulls] = None
     return out.tolist()

@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 
 from detection.rules.alignment import first_window_end
-from detection.rules.evaluate import condition, values
+from detection.rules.evaluate import values, where_true
 from detection.rules.nodes import Col, render
 from detection.rules.plan import aggregate_inputs
 
@@ -43,7 +43,7 @@ def reference_outputs(plan, rows):
             memory[key][call.uid] = current
         produced = []
         for m in plan.metrics:
-            if m.kind == "row" and condition(m.tree, leaf, 1)[0]:
+            if m.kind == "row" and _holds(m.tree, leaf):
                 produced.append((t, m.index, {**{c: row[c] for c in m.columns},
                                              **{render(p): derived[p.uid][0] for p in m.prevs}}))
         if plan.has_window:
@@ -55,7 +55,7 @@ def reference_outputs(plan, rows):
                     end = origin + k_row * step
                     aggs = _aggregates(m, history[key], end - size, end)
                     wleaf = _window_leaf(cols, derived, aggs)
-                    if condition(m.tree, wleaf, 1)[0]:
+                    if _holds(m.tree, wleaf):
                         produced.append((t, m.index, {**{c: row[c] for c in m.row_columns},
                                                       **{render(p): derived[p.uid][0] for p in m.prevs},
                                                       **{render(a): aggs[a.uid] for a in m.aggregates}}))
@@ -67,13 +67,18 @@ def reference_outputs(plan, rows):
                 for m in plan.metrics:
                     if m.kind == "agg_const":
                         aggs = _aggregates(m, history[key], end - size, end)
-                        if condition(m.tree, _window_leaf({}, {}, aggs), 1)[0]:
+                        if _holds(m.tree, _window_leaf({}, {}, aggs)):
                             produced.append((end, m.index, {render(a): aggs[a.uid] for a in m.aggregates}))
             history[key].append((t, inputs))
         last_time[key] = max(t, last_time.get(key, t))
         for time, index, observed in sorted(produced, key=lambda p: (p[0], p[1])):
             out.append((time, key, index, row["msg_id"], observed))
     return out
+
+
+def _holds(tree, leaf) -> bool:
+    """A metric's truth on the single row (or window) `leaf` describes."""
+    return len(where_true(tree, leaf, 1)) == 1
 
 
 def _window_leaf(cols, derived, aggs):

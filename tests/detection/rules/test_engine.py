@@ -195,3 +195,15 @@ def test_mixed_key_types_are_a_value_error():
     with pytest.raises(ValueError, match="one type"):
         engine.process({"time": np.array([0, 1]), "x": np.array([2.0, 2.0]), "k": np.array(["a", None])})
     assert engine.stats()["status"] == "OK"
+    assert engine.stats()["numRows"] == 0 and engine.last_msg_id == -1  # the batch can be retried
+    assert len(engine.process({"time": np.array([0, 1]), "x": np.array([2.0, 2.0]), "k": np.array(["a", "b"])})) == 2
+
+
+def test_row_rules_count_every_key_even_those_that_never_fire():
+    # Row rules encode keys only for the rows that fire; numGroups must still see every key.
+    engine = RuleEngine(compile_rule("x > 100", ["x"], key_column="k"))
+    out = engine.process({"time": np.arange(4), "k": np.array([5, 6, 5, 9]), "x": np.array([1.0, 2, 3, 200])})
+    assert [(o.key, o.msg_id) for o in out] == [(9, 3)] and engine.stats()["numGroups"] == 3
+    out = engine.process({"time": np.arange(3), "k": np.array([7, 9, 6]), "x": np.array([101.0, 1, 102])})
+    assert [(o.key, o.msg_id) for o in out] == [(7, 4), (6, 6)] and engine.stats()["numGroups"] == 4
+    assert engine.stats()["numRows"] == 7 and engine.last_msg_id == 6

@@ -40,3 +40,20 @@ def test_late_rows_follow_each_keys_own_history():
     late = late_rows(np.array([0, 1, 0, 1]), np.array([9, 5, 12, 4]), last)
     assert late.tolist() == [True, False, False, True]
     assert late_rows(np.array([0, 1]), np.array([10, 11]), last) is None
+
+
+@pytest.mark.parametrize("keys", [
+    [3, 1, 3, 2, 0, 1],  # dense small ints: the known-range shortcut once all are seen
+    [70_000, 5, 70_000, 12],  # sparse small ints: lookup of every row
+    ["b", "a", "c", "a"],  # np.unique path
+    [2**40, 7, 2**40],  # beyond the lookup table
+])
+def test_encoding_some_rows_registers_every_key(keys):
+    batch = np.array(keys, dtype=object if isinstance(keys[0], str) else np.int64)
+    rows = np.array([1, len(keys) - 1])
+    full, some = KeyRegistry(), KeyRegistry()
+    for _ in range(2):  # a first batch, then one whose keys are all known
+        assert some.encode(batch, len(batch), rows).tolist() == full.encode(batch, len(batch))[rows].tolist()
+        assert some.values == full.values
+    assert some.encode(batch, len(batch), np.array([], dtype=np.int64)).tolist() == []
+    assert KeyRegistry().encode(None, 5, rows).tolist() == [0, 0]

@@ -17,6 +17,9 @@ RULES = [
     "std(x) > 1; x > med(x) + prev(y); wavg(x, y) < 3; first(x) < last(x)",
     "sum(x - prev(x)) > 2; isNull(y) or x > min(y); var(y) > 2 and avg(x) < 5",
     "percentile(x, 30, 'nearest') < x; avg(x) * 2 > max(y); lt(x, prev(prev(x)))",
+    # Row metrics only (no window, no prev): the engine's arrival-order path.
+    "x > 3; isNull(y) or x * 2 < y; not (x != y)",
+    "x / y > 1 and abs(x - 5) <= 2",
 ]
 WINDOWS = [(2, 1), (4, 2), (6, 3), (5, 5), (9, 3)]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,7 +38,8 @@ def streams(draw):
     value = st.one_of(st.integers(0, 9).map(float), st.just(math.nan), st.sampled_from([0.5, 2.5]))
     xs = draw(st.lists(value, min_size=n, max_size=n))
     ys = draw(st.lists(value, min_size=n, max_size=n))
-    names = draw(st.sampled_from([["a", "b", "c"], [3, 7, 1000]]))  # str keys, and int keys (lookup table)
+    # str keys; int keys (lookup table), sparse and dense
+    names = draw(st.sampled_from([["a", "b", "c"], [3, 7, 1000], [0, 1, 2]]))
     keys = draw(st.lists(st.sampled_from(names), min_size=n, max_size=n)) if keyed else None
     plan = compile_rule(rule, ["x", "y"], key_column="k" if keyed else None, window_size=window_size,
                         step=step)
@@ -108,3 +112,21 @@ def test_snapshot_and_restore_mid_stream_equals_uninterrupted(stream, data):
     replay_from = data.draw(st.integers(0, at))
     rest = restored.process(_slice(batch, replay_from, n), np.arange(replay_from, n))
     assert [_key(o) for o in first + rest] == uninterrupted
+
+
+@SETTINGS
+@given(streams())
+def test_row_rules_give_the_same_outputs_and_state_as_the_per_key_path(stream):
+    """Rules without windows or prev() skip sorting by key and encode keys only for rows that
+    fire; forcing the general per-key path must change nothing observable."""
+    plan, batch, cuts = stream
+    plan = compile_rule([m.text for m in plan.metrics if m.kind == "row" and not m.prevs] or "x > 3", ["x", "y"],
+                        key_column=plan.key_column)
+    fast, general = RuleEngine(plan), RuleEngine(plan)
+    general._per_key = True
+    assert not fast._per_key
+    got, _ = _run_split(plan, batch, cuts, fast)
+    want, _ = _run_split(plan, batch, cuts, general)
+    assert [_key(o) for o in got] == [_key(o) for o in want]
+    assert fast.stats() == general.stats()  # numGroups, numRows, replays, outputs, memory
+    assert fast._state.keys.values == general._state.keys.values
