@@ -110,10 +110,11 @@ def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np
     if call.name == "avg":
         return np.where(count > 0, mean, np.nan)
     # var/std: sample (n - 1) estimators, two-pass for accuracy.
-    dev = x - np.repeat(mean, w.lens)
+    dev = np.repeat(mean, w.lens)
+    np.subtract(x, dev, out=dev)  # in place: these arrays are as long as all windows together
     if valid is not None:
         dev = np.where(valid, dev, 0.0)
-    var = w.reduce(np.add, dev * dev) / np.where(count > 1, count - 1, 1)
+    var = w.reduce(np.add, np.square(dev, out=dev)) / np.where(count > 1, count - 1, 1)
     var = np.where(count > 1, var, np.nan)
     return np.sqrt(var) if call.name == "std" else var
 

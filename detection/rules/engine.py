@@ -165,8 +165,10 @@ class RuleEngine:
         sub = codes if accepted is None else codes[accepted]
         by_key = key_order(sub)
         order = by_key if accepted is None else accepted[by_key]
-        # take: ~2x faster than fancy indexing for these 1-D gathers
-        times, codes, cols = times.take(order), codes.take(order), {c: v.take(order) for c, v in cols.items()}
+        # take: ~2x faster than fancy indexing for these 1-D gathers. Sorted codes come from
+        # counting, cheaper than a gather in random order.
+        times, cols = times.take(order), {c: v.take(order) for c, v in cols.items()}
+        codes = np.repeat(np.arange(len(self._state.keys), dtype=np.int64), np.bincount(sub, minlength=len(self._state.keys)))
         n = len(times)
         if n == 0:
             return []
@@ -218,17 +220,20 @@ class RuleEngine:
         last_time[codes[ends]] = times[ends]
         buffer = PairIndex(buf_code, buf_time)
         chunks = self._agg_column(grid, order, times, codes, cols, derived, buffer, buf_cols)
-        chunks += self._agg_const(grid, order, times, codes, buffer, buf_cols, last_time)
+        chunks += self._agg_const(grid, order, buffer, buf_cols, last_time, merge)
         keep = buf_time >= grid.retain_from(last_time).take(buf_code)
         st.buf_code, st.buf_time = buf_code[keep], buf_time[keep]
         st.buf_cols = {name: v[keep] for name, v in buf_cols.items()}
         st.last_time = last_time
         return chunks
 
-    def _aggregates(self, metrics, grid, wc, wk, buffer: PairIndex, buf_cols) -> tuple[dict, np.ndarray]:
-        """Aggregate values of `metrics` for windows (wc, wk), keyed by call uid; and window ends."""
+    def _aggregates(self, metrics, grid, wc, wk, buffer: PairIndex, buf_cols) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Aggregate values of `metrics` for windows (wc, wk), keyed by call uid; window ends; and
+        where each window stops in the buffer (the key's first row at or past the end)."""
         ends = grid.end(wk)
-        windows = Windows(buffer.find(wc, ends - grid.size), buffer.find(wc, ends))
+        bounds = buffer.find(np.concatenate((wc, wc)), np.concatenate((ends - grid.size, ends)))  # one search
+        lo, hi = bounds[:len(wc)], bounds[len(wc):]
+        windows = Windows(lo, hi)
         by_text: dict[str, np.ndarray] = {}
         out = {}
         for call in (c for m in metrics for c in m.aggregates):
@@ -236,7 +241,7 @@ class RuleEngine:
             if label not in by_text:
                 by_text[label] = compute(call, windows, buf_cols)
             out[call.uid] = by_text[label]
-        return out, ends
+        return out, ends, hi
 
     def _agg_column(self, grid, order, times, codes, cols, derived, buffer, buf_cols) -> list[Chunk]:
         metrics = self._by_kind["agg_column"]
@@ -245,7 +250,7 @@ class RuleEngine:
         rows, window_of, wc, wk = previous_windows(grid, codes, times)
         if not len(rows):
             return []
-        per_window, ends = self._aggregates(metrics, grid, wc, wk, buffer, buf_cols)
+        per_window, ends, _ = self._aggregates(metrics, grid, wc, wk, buffer, buf_cols)
         sub_derived = {uid: v[rows] for uid, v in derived.items()}
         sub_derived.update({uid: v[window_of] for uid, v in per_window.items()})
         sub_cols = {c: cols[c][rows] for m in metrics for c in m.row_columns}
@@ -260,7 +265,7 @@ class RuleEngine:
                                 ends[window_of[idx]]))
         return chunks
 
-    def _agg_const(self, grid, order, times, codes, buffer, buf_cols, last_time) -> list[Chunk]:
+    def _agg_const(self, grid, order, buffer, buf_cols, last_time, merge: SortedMerge) -> list[Chunk]:
         metrics = self._by_kind["agg_const"]
         if not metrics:
             return []
@@ -268,14 +273,14 @@ class RuleEngine:
                                 grid.last_closed(last_time))
         if not len(wc):
             return []
-        per_window, ends = self._aggregates(metrics, grid, wc, wk, buffer, buf_cols)
-        batch = PairIndex(codes, times)
+        per_window, ends, closing = self._aggregates(metrics, grid, wc, wk, buffer, buf_cols)
         leaf = _leaf({}, per_window)
         chunks = []
         for m in metrics:
             idx = where_true(m.tree, leaf, len(wc))
-            # The row that closed the window: the key's first row at or past the window end.
-            trigger = batch.find(wc[idx], ends[idx])
+            # The row that closed the window: the key's first row at or past the window end. It
+            # is in this batch, as the window closed now (the key had no row that late before).
+            trigger = merge.new_rows(closing[idx])
             observed = {self._labels[call.uid]: per_window[call.uid][idx] for call in m.aggregates}
             chunks.append(Chunk(m.index, m.text, order[trigger], ends[idx], wc[idx], observed, ends[idx]))
         return chunks

@@ -102,6 +102,10 @@ class SortedMerge:
         self.old_slots = np.ones(len(old_codes) + len(new_codes), dtype=bool)
         self.old_slots[self.positions] = False
 
+    def new_rows(self, merged_positions: np.ndarray) -> np.ndarray:
+        """Indexes among the new rows of the new rows at these positions of the merged buffer."""
+        return merged_positions if self.empty else np.searchsorted(self.positions, merged_positions)
+
     def __call__(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         if self.empty:
             return new

@@ -58,7 +58,8 @@ def closed_windows(grid: Grid, codes: np.ndarray, times: np.ndarray, k_old: np.n
     bucket = (times - grid.origin) // grid.step
     first = np.ones(len(codes), dtype=bool)
     first[1:] = (bucket[1:] != bucket[:-1]) | (codes[1:] != codes[:-1])
-    codes, bucket = codes[first], bucket[first]
+    first = first.nonzero()[0]  # then take(): cheaper than two boolean-mask selections
+    codes, bucket = codes.take(first), bucket.take(first)
     kf = np.maximum(np.maximum(bucket + 1, k_old[codes] + 1), 0)
     kl = np.minimum(bucket + grid.size // grid.step, k_new[codes])
     before = np.empty_like(kl)
