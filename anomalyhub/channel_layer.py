@@ -30,6 +30,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
 DEFAULT_CAPACITY = 1000
+DECODED_KEPT = 256  # messages whose decoding is shared by the consumers that receive them
 
 
 class RedisPubSubLayer(RedisPubSubChannelLayer):
@@ -44,6 +45,7 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
         self._hosts = decode_hosts(hosts)
         self._sync_clients: dict[int, redis.Redis] = {}
         self._sync_lock = threading.Lock()
+        self._decoded: dict[int, tuple[bytes, dict]] = {}
 
     def _sync_client(self, shard: int) -> redis.Redis:
         client = self._sync_clients.get(shard)
@@ -69,6 +71,20 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
             for channel, data in items:
                 pipe.publish(channel, data)
             pipe.execute()
+
+    def deserialize(self, message):
+        """One PUBLISH reaches every consumer of the group in this process as the same bytes
+        object: it is decoded once and every consumer gets the same dict (they only read it; the
+        live feed also caches its JSON encoding there)."""
+        key = id(message)
+        hit = self._decoded.get(key)
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        decoded = super().deserialize(message)
+        if len(self._decoded) >= DECODED_KEPT:
+            del self._decoded[next(iter(self._decoded))]
+        self._decoded[key] = (message, decoded)  # holding the bytes keeps their id from being reused
+        return decoded
 
     def backlog(self, channel: str) -> int:
         """Events received for this consumer and not yet handled (call from its event loop)."""

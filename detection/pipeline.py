@@ -7,6 +7,10 @@ snapshot (with the last message id it includes) and the cursor in ONE transactio
 dies mid-chunk loses only that uncommitted chunk, and the next run resumes from the snapshot:
 no gap, no duplicate. A pass (run_many) takes many series of one organization at once, one
 transaction per chunk for all of them, with a fixed number of statements whatever their count.
+On PostgreSQL a chunk is four round trips: BEGIN; the cursor locks and the reads of points, rules
+and states (prepared statements, one query string); the anomalies, states and cursors written
+(one query string); COMMIT. A rule's engine stays in the worker process between chunks, and is
+used again only while the stored state is still exactly the snapshot it saved.
 
 Message ids: ts_us * 1024 + rank among equal timestamps. A chunk never splits a timestamp, and
 the next read starts after the last one, so ids only grow. Points that arrive later than the
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,12 +31,11 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from watchlists.models import Series, WatchlistItem
 from watchlists.store import reader
 from watchlists.store.schema import RAW_TABLES
-from watchlists.store.timeconv import from_us, to_us
+from watchlists.store.timeconv import to_us
 from watchlists.store.writer import VALUE_COLUMNS
 
 from . import metrics
@@ -52,8 +56,11 @@ def snapshot_interval() -> int:
 
 
 def message_ids(ts_us: np.ndarray) -> np.ndarray:
+    repeats = ts_us[1:] == ts_us[:-1]
+    if not repeats.any():  # the usual case: every timestamp distinct, every rank 0
+        return ts_us * RANK_BITS
     n = len(ts_us)
-    starts = np.flatnonzero(np.r_[True, ts_us[1:] != ts_us[:-1]])
+    starts = np.flatnonzero(np.r_[True, ~repeats])
     rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
     return ts_us * RANK_BITS + np.minimum(rank, RANK_BITS - 1)
 
@@ -108,22 +115,18 @@ def run_many(series_ids: list[int], organization_id: int) -> int:
 @transaction.atomic
 def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[int]]:
     """One chunk of every series given; returns (anomalies written, the series with more to read)."""
-    series_list, cursors = _lock_cursors(series_ids, organization_id)
-    if not series_list:
-        return 0, []
     limit = snapshot_interval()
     # Read RANK_BITS extra rows so that a timestamp group at the limit can be completed.
-    points = _read_new(series_list, cursors, limit + RANK_BITS)
-    active = [s for s in series_list if len(points[s.pk][0])]
+    series_list, cursors, points, rules, states = _load(series_ids, organization_id, limit + RANK_BITS)
+    active = [s for s in series_list if len(points.get(s.pk, _NO_POINTS)[0])]
     if not active:
         return 0, []
-    rules, states = _rules_and_states(active)
     detectors: dict[int, list[Detector]] = {}
     with_detectors = [s for s in active if cursors[s.pk].has_detector]
     if with_detectors:
         for detector in Detector.objects.filter(series__in=with_detectors, enabled=True, status=DetectorStatus.READY):
             detectors.setdefault(detector.series_id, []).append(detector)
-    anomalies, more, advanced = [], [], []
+    anomalies, more, advanced, ran = [], [], [], {}
     for series in active:
         ts_us, raw = points[series.pk]
         take = _whole_timestamps(ts_us, limit)
@@ -132,20 +135,24 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
         ids = message_ids(ts_us[:take])
         columns = {k: v[:take] for k, v in raw.items()}
         for rule in rules.get(series.pk, []):
-            anomalies += _run_rule(rule, series, states[(rule.pk, series.pk)], columns, ids)
+            key = (rule.pk, series.pk)
+            ran[key] = states[key]
+            anomalies += _run_rule(rule, series, states[key], columns, ids)
         for detector in detectors.get(series.pk, []):
             anomalies += _run_detector(detector, series, ts_us[:take], columns)
         metrics.POINTS_DETECTED.inc(take)
         cursor = cursors[series.pk]
         cursor.last_msg_id = int(ids[-1])
         advanced.append(cursor)
-    created = _insert_anomalies(anomalies)
-    _save_progress(states, advanced)
+    created = _save(anomalies, ran, advanced)
     for anomaly in anomalies:
         metrics.ANOMALIES.labels(anomaly.source.split(":")[0]).inc()
     if anomalies:
-        transaction.on_commit(lambda: _announce(series_list[0].organization_id, anomalies, created))
+        transaction.on_commit(lambda: _announce(organization_id, anomalies, created))
     return len(created), more
+
+
+_NO_POINTS = (np.zeros(0, dtype=np.int64), {})
 
 
 def _announce(organization_id: int, anomalies: list[Anomaly], created: list[Anomaly]) -> None:
@@ -165,11 +172,185 @@ def _announce(organization_id: int, anomalies: list[Anomaly], created: list[Anom
                                 anomaly_keys=keys, created=rows)
 
 
-def _lock_cursors(series_ids: list[int], organization_id: int) -> tuple[list[Series], dict[int, DetectionCursor]]:
-    """The organization's series among the ids, with their cursors locked FOR UPDATE in series
-    order (no deadlock between workers); one query once every cursor exists."""
+def _load(series_ids: list[int], organization_id: int, limit: int) -> tuple:
+    """(series, {series id: cursor}, {series id: (times µs, engine columns)}, {series id: rules in
+    rule order}, {(rule id, series id): engine state}) of the organization's series among the ids,
+    their cursors locked FOR UPDATE in series order (no deadlock between workers), the points after
+    each cursor (at most `limit` each), their enabled rules (own and watchlists') and the state of
+    every (rule, series) pair (a fresh unsaved one for a new pair). A series without a cursor gets
+    one first.
+
+    PostgreSQL: ONE round trip once every cursor exists: the lock, the reads and the rules go as
+    statements of one query string. Under READ COMMITTED each statement takes a new snapshot, so
+    the reads after the lock see what the previous holder of the lock committed."""
+    if connection.vendor != "postgresql":
+        return _load_orm(series_ids, organization_id, limit)
+    series_list, *found = _load_pg(series_ids, organization_id, limit)
+    missing = sorted(set(series_ids) - {s.pk for s in series_list})
+    if missing and _create_cursors(missing, organization_id):
+        new_series, *more = _load_pg(missing, organization_id, limit)
+        series_list = sorted([*series_list, *new_series], key=lambda s: s.pk)
+        found = [old | new for old, new in zip(found, more, strict=True)]
+    return series_list, *found
+
+
+def _create_cursors(series_ids: list[int], organization_id: int) -> bool:
+    new = list(Series.objects.filter(pk__in=series_ids, organization_id=organization_id))
+    DetectionCursor.objects.bulk_create([DetectionCursor(series=s, organization_id=organization_id) for s in new],
+                                        ignore_conflicts=True)
+    return bool(new)
+
+
+_SERIES_FIELDS = [f.attname for f in Series._meta.concrete_fields]
+_RULE_FIELDS = [f.attname for f in Rule._meta.concrete_fields]
+_STATE_FIELDS = [f.attname for f in RuleState._meta.concrete_fields]
+_CURSOR_FIELDS = ["id", "series_id", "organization_id", "last_msg_id", "updated_at"]
+# Sorted so that statement results come back in a known order.
+_KINDS = sorted(VALUE_COLUMNS)
+
+
+class _Prepared:
+    """The pipeline's PostgreSQL statements, prepared once per database session and run with
+    EXECUTE, several to a query string: parsing and planning them every pass cost more server time
+    than running them. PREPARE outlives a rollback, so a session is marked once its statements
+    exist; a session not marked yet looks them up in pg_prepared_statements first."""
+
+    def __init__(self, prefix: str, statements: dict[str, tuple[str, str]]):
+        self.statements = {f"{prefix}{name}": spec for name, spec in statements.items()}  # types, SQL ($n)
+        self.prefix = prefix
+        self.sessions: weakref.WeakSet = weakref.WeakSet()
+
+    def sql(self, cursor, calls: list[tuple[str, list]]) -> tuple[str, list]:
+        """(query string, parameters) EXECUTing each (name, parameters) in turn."""
+        session = connection.connection
+        if session not in self.sessions:
+            cursor.execute("SELECT name FROM pg_prepared_statements")
+            have = {name for (name,) in cursor.fetchall()}
+            todo = [f"PREPARE {name}({types}) AS {sql}" for name, (types, sql) in self.statements.items()
+                    if name not in have]
+            if todo:
+                cursor.execute("; ".join(todo))
+            self.sessions.add(session)
+        text = "; ".join(f"EXECUTE {self.prefix}{name}({', '.join(['%s'] * len(params))})" for name, params in calls)
+        return text, [p for _, params in calls for p in params]
+
+
+# The first timestamp after a cursor: message ids are ts_us * RANK_BITS + rank.
+_AFTER = (f"CASE WHEN c.last_msg_id >= 0 THEN timestamptz 'epoch' + (c.last_msg_id / {RANK_BITS} + 1) "
+          "* interval '1 microsecond' ELSE timestamptz 'epoch' END")
+_BEFORE = f"timestamptz 'epoch' + {FAR_FUTURE_US} * interval '1 microsecond'"
+_WANTED = "c.series_id = ANY($1) AND c.organization_id = $2"
+_LOCK = (f"SELECT {', '.join(f'c.{f}' for f in _CURSOR_FIELDS)}, EXISTS(SELECT 1 FROM detection_detector d "
+         f"WHERE d.series_id = c.series_id AND d.enabled AND d.status = '{DetectorStatus.READY.value}'), "
+         f"{', '.join(f's.{f}' for f in _SERIES_FIELDS)} FROM detection_detectioncursor c "
+         f"JOIN watchlists_series s ON s.id = c.series_id WHERE {_WANTED} ORDER BY c.series_id FOR UPDATE OF c")
+_READS = {kind: (f"SELECT c.series_id, (extract(epoch from t.ts) * 1000000)::bigint, "
+                 f"{', '.join(f't.{col}' for col in VALUE_COLUMNS[kind])} FROM detection_detectioncursor c "
+                 f"JOIN watchlists_series s ON s.id = c.series_id AND s.kind = '{kind}' CROSS JOIN LATERAL "
+                 f"(SELECT ts, {', '.join(VALUE_COLUMNS[kind])} FROM {RAW_TABLES[kind]} "
+                 f"WHERE series_id = c.series_id AND ts >= {_AFTER} AND ts < {_BEFORE} ORDER BY ts LIMIT $3) t "
+                 f"WHERE {_WANTED} ORDER BY c.series_id, t.ts")
+          for kind in _KINDS}
+_RULES = (f"SELECT t.sid, {', '.join(f'r.{c}' for c in _RULE_FIELDS)}, "
+          f"{', '.join(f's.{c}' for c in _STATE_FIELDS)} FROM ("
+          "SELECT id AS rid, series_id AS sid FROM detection_rule "
+          "WHERE organization_id = $2 AND enabled AND series_id = ANY($1) "
+          "UNION SELECT r.id, i.series_id FROM detection_rule r "
+          "JOIN watchlists_watchlistitem i ON i.watchlist_id = r.watchlist_id "
+          "WHERE r.organization_id = $2 AND r.enabled AND i.series_id = ANY($1)) t "
+          "JOIN detection_rule r ON r.id = t.rid "
+          "LEFT JOIN detection_rulestate s ON s.rule_id = t.rid AND s.series_id = t.sid ORDER BY t.sid, r.id")
+# Existing states and the cursors in ONE statement; the states travel as one JSON parameter
+# (adapting six arrays item by item cost more CPU than the query).
+_SAVE = ("WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(id bigint, snapshot text, msg bigint, "
+         "stats jsonb, error text)), "
+         "states AS (UPDATE detection_rulestate s SET snapshot = decode(v.snapshot, 'hex'), snapshot_msg_id = v.msg, "
+         "snapshot_at = $2, stats = v.stats, last_error = v.error FROM v WHERE s.id = v.id) "
+         "UPDATE detection_detectioncursor c SET last_msg_id = v.msg, updated_at = $2 "
+         "FROM unnest($3::bigint[], $4::bigint[]) AS v(id, msg) WHERE c.id = v.id")
+_SQL = _Prepared("ah_detect_", {
+    "lock": ("bigint[], bigint", _LOCK),
+    **{f"read_{kind}": ("bigint[], bigint, bigint", sql) for kind, sql in _READS.items()},
+    "rules": ("bigint[], bigint", _RULES),
+    "save": ("jsonb, timestamptz, bigint[], bigint[]", _SAVE),
+})
+
+
+def _int_array(values) -> str:
+    """A bigint[] literal: one string parameter instead of a list the driver adapts item by item."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
+def _load_pg(series_ids: list[int], organization_id: int, limit: int) -> tuple:
+    ids = _int_array(series_ids)
+    alias = connection.alias
+    with connection.cursor() as cursor:
+        cursor.execute(*_SQL.sql(cursor, [("lock", [ids, organization_id]),
+                                          *((f"read_{kind}", [ids, organization_id, limit]) for kind in _KINDS),
+                                          ("rules", [ids, organization_id])]))
+        locked = cursor.fetchall()
+        reads = []
+        for _ in _KINDS:
+            cursor.nextset()
+            reads.append(cursor.fetchall())
+        cursor.nextset()
+        rule_rows = cursor.fetchall()
+    series_list, cursors = [], {}
+    n = len(_CURSOR_FIELDS)
+    for row in locked:
+        series = Series.from_db(alias, _SERIES_FIELDS, row[n + 1:])
+        cursor = DetectionCursor.from_db(alias, _CURSOR_FIELDS, row[:n])
+        cursor.has_detector, cursor.series = row[n], series
+        series_list.append(series)
+        cursors[series.pk] = cursor
+    points = {}
+    for kind, rows in zip(_KINDS, reads, strict=True):
+        points |= _points(rows, VALUE_COLUMNS[kind])
+    rules, states = _rules_and_states(rule_rows, cursors, organization_id)
+    return series_list, cursors, points, rules, states
+
+
+def _points(rows: list[tuple], columns: list[str]) -> dict:
+    """{series id: (times µs, engine columns)} from (series id, ts µs, *values) rows in series order."""
+    if not rows:
+        return {}
+    sids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    ts = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    values = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(columns))
+    starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    out = {}
+    for lo, hi in zip(starts, [*starts[1:], len(rows)], strict=True):
+        batch = {c: values[lo:hi, i] for i, c in enumerate(columns)}
+        batch["time"] = ts[lo:hi] // 1000
+        out[int(sids[lo])] = (ts[lo:hi], batch)
+    return out
+
+
+def _rules_and_states(rows: list[tuple], cursors: dict, organization_id: int) -> tuple[dict, dict]:
+    """Rules and states from (series id, *rule columns, *state columns) rows, for the locked series."""
+    rules: dict[int, list[Rule]] = {}
+    states = {}
+    n = len(_RULE_FIELDS)
+    alias = connection.alias
+    for row in rows:
+        series_id, rule_values, state_values = row[0], row[1:1 + n], row[1 + n:]
+        if series_id not in cursors:
+            continue
+        rule = Rule.from_db(alias, _RULE_FIELDS, rule_values)
+        rules.setdefault(series_id, []).append(rule)
+        if state_values[0] is None:
+            state = RuleState(rule_id=rule.pk, series_id=series_id, organization_id=organization_id)
+        else:
+            state = RuleState.from_db(alias, _STATE_FIELDS, state_values)
+            if isinstance(state.stats, str):  # a raw cursor skips JSONField's from_db_value
+                state.stats = json.loads(state.stats)
+        states[(rule.pk, series_id)] = state
+    return rules, states
+
+
+def _load_orm(series_ids: list[int], organization_id: int, limit: int) -> tuple:
+    """_load for other databases (embedded mode's SQLite): a query per kind of row."""
     def locked(ids):
-        # has_detector rides along so that passes over series without detectors skip that query.
         ready = Detector.objects.filter(series=OuterRef("series_id"), enabled=True, status=DetectorStatus.READY)
         return list(DetectionCursor.objects.select_for_update(of=("self",)).select_related("series")
                     .annotate(has_detector=Exists(ready))
@@ -177,51 +358,25 @@ def _lock_cursors(series_ids: list[int], organization_id: int) -> tuple[list[Ser
 
     cursors = {c.series_id: c for c in locked(series_ids)}
     missing = [i for i in series_ids if i not in cursors]
-    if missing:
-        new = list(Series.objects.filter(pk__in=missing, organization_id=organization_id))
-        if new:
-            DetectionCursor.objects.bulk_create([DetectionCursor(series=s, organization_id=organization_id)
-                                                 for s in new], ignore_conflicts=True)
-            cursors |= {c.series_id: c for c in locked([s.pk for s in new])}
+    if missing and _create_cursors(missing, organization_id):
+        cursors |= {c.series_id: c for c in locked(missing)}
     series_list = [cursors[i].series for i in sorted(cursors)]
-    return series_list, cursors
+    points = {}
+    for s in series_list:
+        last = cursors[s.pk].last_msg_id
+        points[s.pk] = series_batch(s, last // RANK_BITS + 1 if last >= 0 else 0, FAR_FUTURE_US, limit)
+    rules = _rules_by_series(series_list, organization_id) if series_list else {}
+    pairs = {(rule.pk, series_id): rule for series_id, rs in rules.items() for rule in rs}
+    found = {(st.rule_id, st.series_id): st for st in RuleState.objects.filter(
+        series_id__in={sid for _, sid in pairs}, rule_id__in={rid for rid, _ in pairs})} if pairs else {}
+    states = {key: found.get(key) or RuleState(rule_id=key[0], series_id=key[1], organization_id=organization_id)
+              for key in pairs}
+    return series_list, cursors, points, rules, states
 
 
-def _read_new(series_list: list[Series], cursors: dict[int, DetectionCursor], limit: int) -> dict:
-    """{series id: (times µs, engine columns)} of the points after each cursor, at most `limit` each.
-    On PostgreSQL one query per kind for all the series (a LATERAL read per series)."""
-    after = {s.pk: (cursors[s.pk].last_msg_id // RANK_BITS + 1) if cursors[s.pk].last_msg_id >= 0 else 0
-             for s in series_list}
-    if connection.vendor != "postgresql":
-        return {s.pk: series_batch(s, after[s.pk], FAR_FUTURE_US, limit) for s in series_list}
-    out = {}
-    for kind in {s.kind for s in series_list}:
-        group = [s for s in series_list if s.kind == kind]
-        columns = VALUE_COLUMNS[kind]
-        names = ", ".join(f"t.{c}" for c in columns)
-        sql = (f"SELECT c.sid, (extract(epoch from t.ts) * 1000000)::bigint, {names} "
-               f"FROM unnest(%s::bigint[], %s::timestamptz[]) AS c(sid, after) CROSS JOIN LATERAL "
-               f"(SELECT ts, {', '.join(columns)} FROM {RAW_TABLES[kind]} WHERE series_id = c.sid AND ts >= c.after "
-               f"AND ts < %s ORDER BY ts LIMIT %s) t ORDER BY c.sid, t.ts")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [[s.pk for s in group], [from_us(after[s.pk]) for s in group], from_us(FAR_FUTURE_US),
-                                 limit])
-            rows = cursor.fetchall()
-        sids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        ts = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(columns))
-        for s in group:
-            mask = sids == s.pk
-            batch = {c: values[mask, i] for i, c in enumerate(columns)}
-            batch["time"] = ts[mask] // 1000
-            out[s.pk] = (ts[mask], batch)
-    return out
-
-
-def _rules_by_series(series_list: list[Series]) -> dict[int, list[Rule]]:
+def _rules_by_series(series_list: list[Series], organization_id: int) -> dict[int, list[Rule]]:
     """Enabled rules of each series (its own and its watchlists'), in rule order."""
     ids = [s.pk for s in series_list]
-    organization_id = series_list[0].organization_id
     out: dict[int, dict[int, Rule]] = {}
     for rule in Rule.objects.filter(organization_id=organization_id, enabled=True, series_id__in=ids):
         out.setdefault(rule.series_id, {})[rule.pk] = rule
@@ -239,68 +394,17 @@ def _rules_by_series(series_list: list[Series]) -> dict[int, list[Rule]]:
     return {sid: [rules[k] for k in sorted(rules)] for sid, rules in out.items()}
 
 
-_RULE_FIELDS = [f.attname for f in Rule._meta.concrete_fields]
-_STATE_FIELDS = [f.attname for f in RuleState._meta.concrete_fields]
-
-
-def _rules_and_states(series_list: list[Series]) -> tuple[dict[int, list[Rule]], dict]:
-    """(enabled rules of each series, its own and its watchlists', in rule order; the engine state
-    of every (rule, series) pair, a fresh unsaved one for a new pair), read under the cursor locks.
-    PostgreSQL: one query for all of it."""
-    if connection.vendor != "postgresql":
-        rules = _rules_by_series(series_list)
-        return rules, _states(rules)
-    ids = [s.pk for s in series_list]
-    organization_id = series_list[0].organization_id
-    rule_cols = ", ".join(f"r.{c}" for c in _RULE_FIELDS)
-    state_cols = ", ".join(f"s.{c}" for c in _STATE_FIELDS)
-    sql = (f"SELECT t.sid, {rule_cols}, {state_cols} FROM ("
-           "SELECT id AS rid, series_id AS sid FROM detection_rule "
-           "WHERE organization_id = %s AND enabled AND series_id = ANY(%s) "
-           "UNION SELECT r.id, i.series_id FROM detection_rule r "
-           "JOIN watchlists_watchlistitem i ON i.watchlist_id = r.watchlist_id "
-           "WHERE r.organization_id = %s AND r.enabled AND i.series_id = ANY(%s)) t "
-           "JOIN detection_rule r ON r.id = t.rid "
-           "LEFT JOIN detection_rulestate s ON s.rule_id = t.rid AND s.series_id = t.sid ORDER BY t.sid, r.id")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [organization_id, ids, organization_id, ids])
-        rows = cursor.fetchall()
-    rules: dict[int, list[Rule]] = {}
-    states = {}
-    n = len(_RULE_FIELDS)
-    for row in rows:
-        series_id, rule_values, state_values = row[0], row[1:1 + n], row[1 + n:]
-        rule = Rule.from_db(connection.alias, _RULE_FIELDS, rule_values)
-        rules.setdefault(series_id, []).append(rule)
-        if state_values[0] is None:
-            state = RuleState(rule_id=rule.pk, series_id=series_id, organization_id=organization_id)
-        else:
-            state = RuleState.from_db(connection.alias, _STATE_FIELDS, state_values)
-            if isinstance(state.stats, str):  # a raw cursor skips JSONField's from_db_value
-                state.stats = json.loads(state.stats)
-        states[(rule.pk, series_id)] = state
-    return rules, states
-
-
-def _states(rules: dict[int, list[Rule]]) -> dict[tuple[int, int], RuleState]:
-    """The engine state of every (rule, series) pair, read under the cursor locks; new pairs get a
-    fresh unsaved state."""
-    pairs = {(rule.pk, series_id): rule for series_id, rs in rules.items() for rule in rs}
-    if not pairs:
-        return {}
-    found = {(st.rule_id, st.series_id): st for st in RuleState.objects.filter(
-        series_id__in={sid for _, sid in pairs}, rule_id__in={rid for rid, _ in pairs})}
-    return {key: found.get(key) or RuleState(rule_id=key[0], series_id=key[1], organization_id=rule.organization_id)
-            for key, rule in pairs.items()}
-
-
 STATE_FIELDS = ["snapshot", "snapshot_msg_id", "snapshot_at", "stats", "last_error"]
 
 
-def _save_progress(states: dict[tuple[int, int], RuleState], cursors: list[DetectionCursor]) -> None:
-    """Engine states and cursors, in the chunk's transaction. PostgreSQL: new states in one
-    INSERT, then existing states and cursors in ONE statement (bulk_update's CASE expressions
-    cost more CPU than the query; a second UPDATE costs another round trip)."""
+def _save(anomalies: list[Anomaly], states: dict[tuple[int, int], RuleState],
+          cursors: list[DetectionCursor]) -> list[Anomaly]:
+    """Writes the chunk in its transaction: the anomalies once (the unique key absorbs replays),
+    the engine states and the cursors. Returns the anomalies created, with ids.
+
+    PostgreSQL: new states (a pair's first chunk) in one INSERT, then ONE round trip for the rest:
+    INSERT .. ON CONFLICT DO NOTHING RETURNING for the anomalies and one UPDATE for states and
+    cursors, as two statements of one query string."""
     now = timezone.now()
     for cursor in cursors:
         cursor.updated_at = now
@@ -309,49 +413,55 @@ def _save_progress(states: dict[tuple[int, int], RuleState], cursors: list[Detec
     if new:
         RuleState.objects.bulk_create(new)
     if connection.vendor != "postgresql":
+        created = _insert_anomalies_orm(anomalies)
         if old:
             RuleState.objects.bulk_update(old, STATE_FIELDS)
         DetectionCursor.objects.bulk_update(cursors, ["last_msg_id", "updated_at"])
-        return
+        return created
+    payload = json.dumps([{"id": st.pk, "snapshot": None if st.snapshot is None else bytes(st.snapshot).hex(),
+                           "msg": st.snapshot_msg_id, "stats": st.stats, "error": st.last_error} for st in old])
     with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH states AS (UPDATE detection_rulestate s SET snapshot = v.snapshot, snapshot_msg_id = v.msg, "
-            "snapshot_at = v.at, stats = v.stats, last_error = v.error FROM unnest(%s::bigint[], %s::bytea[], "
-            "%s::bigint[], %s::timestamptz[], %s::jsonb[], %s::text[]) AS v(id, snapshot, msg, at, stats, error) "
-            "WHERE s.id = v.id) "
-            "UPDATE detection_detectioncursor c SET last_msg_id = v.msg, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, msg) WHERE c.id = v.id",
-            [[st.pk for st in old], [None if st.snapshot is None else bytes(st.snapshot) for st in old],
-             [st.snapshot_msg_id for st in old], [st.snapshot_at for st in old],
-             [Jsonb(st.stats) for st in old], [st.last_error for st in old],
-             now, [c.pk for c in cursors], [c.last_msg_id for c in cursors]])
+        sql, params = _SQL.sql(cursor, [("save", [payload, now, _int_array(c.pk for c in cursors),
+                                                  _int_array(c.last_msg_id for c in cursors)])])
+        if anomalies:
+            insert_sql, insert_params = _insert_anomalies_sql(anomalies)
+            sql, params = f"{insert_sql}; {sql}", [*insert_params, *params]
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if anomalies else []
+    return _created(anomalies, rows)
 
 
-def _insert_anomalies(anomalies: list[Anomaly]) -> list[Anomaly]:
-    """Writes the anomalies once (the unique key absorbs replays); returns those created, with ids.
-    PostgreSQL: one INSERT .. ON CONFLICT DO NOTHING RETURNING; elsewhere a read-back."""
+_RETURNED = ("series", "ts", "source", "metric_index")
+
+
+def _insert_anomalies_sql(anomalies: list[Anomaly]) -> tuple[str, list]:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING (id, *unique key) of the anomalies."""
+    opts = Anomaly._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    for anomaly in anomalies:
+        for f in fields:
+            setattr(anomaly, f.attname, f.pre_save(anomaly, add=True))
+    query = InsertQuery(Anomaly, on_conflict=OnConflict.IGNORE)
+    query.insert_values(fields, anomalies)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [opts.pk, *(opts.get_field(n) for n in _RETURNED)]
+    ((sql, params),) = compiler.as_sql()
+    return sql, list(params)
+
+
+def _insert_anomalies_orm(anomalies: list[Anomaly]) -> list[Anomaly]:
     if not anomalies:
         return []
+    Anomaly.objects.bulk_create(anomalies, ignore_conflicts=True)
+    rows = Anomaly.objects.filter(series_id__in={a.series_id for a in anomalies}, ts__in={a.ts for a in anomalies},
+                                  published_at__isnull=True).values_list("pk", *(f"{n}_id" if n == "series" else n
+                                                                                 for n in _RETURNED))
+    return _created(anomalies, rows)
+
+
+def _created(anomalies: list[Anomaly], rows) -> list[Anomaly]:
+    """The anomalies whose (id, *unique key) rows came back, with their ids set."""
     keyed = {(a.series_id, a.ts, a.source, a.metric_index): a for a in anomalies}
-    if connection.vendor != "postgresql":
-        Anomaly.objects.bulk_create(anomalies, ignore_conflicts=True)
-        rows = Anomaly.objects.filter(series_id__in={k[0] for k in keyed}, ts__in={k[1] for k in keyed},
-                                      published_at__isnull=True).values_list("pk", "series_id", "ts", "source",
-                                                                             "metric_index")
-    else:
-        opts = Anomaly._meta
-        fields = [f for f in opts.concrete_fields if not f.primary_key]
-        for anomaly in anomalies:
-            for f in fields:
-                setattr(anomaly, f.attname, f.pre_save(anomaly, add=True))
-        query = InsertQuery(Anomaly, on_conflict=OnConflict.IGNORE)
-        query.insert_values(fields, anomalies)
-        compiler = query.get_compiler(connection=connection)
-        compiler.returning_fields = [opts.pk, *(opts.get_field(n) for n in ("series", "ts", "source", "metric_index"))]
-        ((sql, params),) = compiler.as_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
     created = []
     for pk, series_id, ts, source, metric_index in rows:
         anomaly = keyed.get((series_id, ts, source, metric_index))
@@ -376,19 +486,33 @@ def _plan(rule: Rule, series: Series):
     return plan
 
 
+# The engine each (rule, series) pair left behind in this process, with the snapshot it saved: when
+# the stored state is still exactly that snapshot (no other process ran the pair since, no rollback),
+# the engine continues as it is instead of being restored from the bytes. Anything else restores.
+_ENGINES: dict[tuple[int, int], tuple[bytes, RuleEngine]] = {}
+
+
+def _engine(rule: Rule, series: Series, state: RuleState) -> RuleEngine:
+    plan = _plan(rule, series)
+    snapshot = bytes(state.snapshot) if state.snapshot else None
+    kept = _ENGINES.pop((rule.pk, series.pk), None)
+    if kept is not None and kept[0] == snapshot and kept[1].plan is plan:
+        return kept[1]
+    if snapshot:
+        return RuleEngine.restore(plan, snapshot, snapshot_interval=snapshot_interval())
+    engine = RuleEngine(plan, snapshot_interval=snapshot_interval())
+    align(engine, rule.origin_time_ms)
+    return engine
+
+
 def _run_rule(rule: Rule, series: Series, state: RuleState, columns: dict, ids: np.ndarray) -> list[Anomaly]:
     """Runs one rule over the chunk, leaving the new engine state in `state` (saved by the caller)."""
+    if rule.origin_time_ms is None:
+        # The first point any of the rule's series sends aligns every series' windows.
+        Rule.objects.filter(pk=rule.pk, origin_time_ms__isnull=True).update(origin_time_ms=int(columns["time"][0]))
+        rule.refresh_from_db(fields=["origin_time_ms"])
     try:
-        plan = _plan(rule, series)
-        if rule.origin_time_ms is None:
-            # The first point any of the rule's series sends aligns every series' windows.
-            Rule.objects.filter(pk=rule.pk, origin_time_ms__isnull=True).update(origin_time_ms=int(columns["time"][0]))
-            rule.refresh_from_db(fields=["origin_time_ms"])
-        if state.snapshot:
-            engine = RuleEngine.restore(plan, bytes(state.snapshot), snapshot_interval=snapshot_interval())
-        else:
-            engine = RuleEngine(plan, snapshot_interval=snapshot_interval())
-            align(engine, rule.origin_time_ms)
+        engine = _engine(rule, series, state)
         outputs = engine.process(columns, ids)
     except ValueError as exc:  # a plan that no longer fits the series, or a stale snapshot
         state.last_error = str(exc)[:2000]
@@ -399,6 +523,9 @@ def _run_rule(rule: Rule, series: Series, state: RuleState, columns: dict, ids: 
     state.snapshot_at = timezone.now()
     state.stats = engine.stats()
     state.last_error = ""
+    if len(_ENGINES) >= 10_000:
+        _ENGINES.clear()
+    _ENGINES[(rule.pk, series.pk)] = (state.snapshot, engine)
     return [Anomaly(organization_id=series.organization_id, series=series, rule=rule, source=f"rule:{rule.pk}",
                     ts=datetime.fromtimestamp(out.time / 1000, tz=UTC), metric_index=out.metric_index,
                     text=out.metric_text, observed=out.observed, severity=rule.severity)

@@ -38,11 +38,16 @@ def _pending(purpose: str, organization_id: int) -> tuple[str, str]:
 
 
 def _redis():
-    """The raw client behind Django's RedisCache, or None for other cache backends."""
+    """The raw client behind Django's RedisCache, or None for other cache backends. Kept on the
+    cache's client (one per thread): get_client() builds a new redis.Redis, response callbacks and
+    all, on every call, and every ingest and detection pass comes here."""
     inner = getattr(cache, "_cache", None)
     if inner is None or not hasattr(inner, "get_client"):
         return None
-    return inner.get_client(None, write=True)
+    client = getattr(inner, "_coalesce_client", None)
+    if client is None:
+        client = inner._coalesce_client = inner.get_client(None, write=True)
+    return client
 
 
 def claim(purpose: str, series_ids: list[int], spans: dict[int, tuple[int, int]] | None = None) -> list[int]:
