@@ -97,7 +97,8 @@ def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np
         how = call.args[2].value if len(call.args) == 3 else "linear"
         return _percentile(w.sorted_values(name, column), w.starts, count, p, how)
     clean = x if valid is None else np.where(valid, x, 0.0)
-    with_values = np.where(count > 0, count, 1)
+    # Without NULLs every (non-empty) window has values, so there is nothing to mask.
+    with_values = count if valid is None else np.where(count > 0, count, 1)
     if call.name == "wavg":
         weights = args[1] if valid is None else np.where(valid, args[1], 0.0)
         total = w.reduce(np.add, weights)
@@ -105,10 +106,10 @@ def _reduce(call: Call, w: Windows, name: str, column: np.ndarray, args: list[np
         return np.where(count > 0, out, np.nan)
     total = w.reduce(np.add, clean)
     if call.name == "sum":
-        return np.where(count > 0, total, np.nan)
+        return total if valid is None else np.where(count > 0, total, np.nan)
     mean = total / with_values
     if call.name == "avg":
-        return np.where(count > 0, mean, np.nan)
+        return mean if valid is None else np.where(count > 0, mean, np.nan)
     # var/std: sample (n - 1) estimators, two-pass for accuracy.
     dev = np.repeat(mean, w.lens)
     np.subtract(x, dev, out=dev)  # in place: these arrays are as long as all windows together

@@ -49,5 +49,7 @@ def where_true(node: Node, leaf: Leaf, n: int) -> np.ndarray:
 
 def values(node: Node, leaf: Leaf, n: int) -> np.ndarray:
     """A numeric expression as a float array of length n (constants are broadcast)."""
+    if isinstance(node, Col):  # the usual aggregate argument: the column itself, already float64
+        return leaf(node)
     with np.errstate(all="ignore"):
         return np.broadcast_to(as_float(evaluate(node, leaf)), (n,)).astype(np.float64, copy=False)

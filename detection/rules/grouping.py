@@ -17,6 +17,7 @@ class KeyRegistry:
         self.values: list = list(values)
         self._codes = {v: i for i, v in enumerate(self.values)}
         self._lut: np.ndarray | None = None
+        self._known = (0, -1)  # a range of ints all registered (keys are never removed)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -32,7 +33,7 @@ class KeyRegistry:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         if keys.dtype.kind in "iu":
-            low, top = int(keys.min()), int(keys.max())
+            low, top = int(np.minimum.reduce(keys)), int(np.maximum.reduce(keys))  # skips .min()'s wrappers
             if low >= 0 and top < self._LUT_LIMIT:
                 return self._encode_small_ints(keys, low, top, rows)
         try:
@@ -54,8 +55,10 @@ class KeyRegistry:
                 if type(value) is int and 0 <= value < len(self._lut):
                     self._lut[value] = code
         lut = self._lut
-        if top - low <= len(keys) and bool((lut[low:top + 1] >= 0).all()):
-            pass  # every value in [low, top] is known (dense ids): O(top - low) instead of O(rows)
+        if self._known[0] <= low and top <= self._known[1]:
+            pass  # all keys are known: the usual case once every series has been seen
+        elif top - low <= len(keys) and bool((lut[low:top + 1] >= 0).all()):
+            self._known = (low, top)  # every value in [low, top] is known (dense ids): O(top - low), not O(rows)
         elif not self.values:
             self._add_all(keys)  # first batch: every key is new, no lookup needed to find them
         else:

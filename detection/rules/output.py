@@ -72,17 +72,17 @@ def assemble(chunks: list[Chunk], keys: list, msg_ids: np.ndarray | int, window_
     chunks = [c for c in chunks if len(c.rows)]
     if not chunks:
         return []
+    if len(chunks) == 1 and (rows_ascending or len(chunks[0].rows) < 2 or bool((np.diff(chunks[0].rows) > 0).all())):
+        return chunks[0].outputs(keys, msg_ids, window_size)  # one output per row, rows ascending: in order
     flat = [o for c in chunks for o in c.outputs(keys, msg_ids, window_size)]
-    if len(chunks) == 1 and (rows_ascending or len(flat) < 2 or bool((np.diff(chunks[0].rows) > 0).all())):
-        return flat  # one output per row, rows ascending (every row-level rule): already in order
     if len(chunks) == 1:
-        order = np.lexsort((chunks[0].times, chunks[0].rows)) if len(chunks[0].rows) > 1 else [0]
+        order = np.lexsort((chunks[0].times, chunks[0].rows))
     else:
         rows = np.concatenate([c.rows for c in chunks])
         times = np.concatenate([c.times for c in chunks])
         metric = np.concatenate([np.full(len(c.rows), c.metric_index) for c in chunks])
         order = np.lexsort((metric, times, rows))
-    return [flat[i] for i in np.asarray(order).tolist()]
+    return [flat[i] for i in order.tolist()]
 
 
 def _plain(values: np.ndarray) -> list:

@@ -52,8 +52,16 @@ def test_encoding_some_rows_registers_every_key(keys):
     batch = np.array(keys, dtype=object if isinstance(keys[0], str) else np.int64)
     rows = np.array([1, len(keys) - 1])
     full, some = KeyRegistry(), KeyRegistry()
-    for _ in range(2):  # a first batch, then one whose keys are all known
+    for _ in range(3):  # a first batch, then batches whose keys are all known
         assert some.encode(batch, len(batch), rows).tolist() == full.encode(batch, len(batch))[rows].tolist()
         assert some.values == full.values
     assert some.encode(batch, len(batch), np.array([], dtype=np.int64)).tolist() == []
     assert KeyRegistry().encode(None, 5, rows).tolist() == [0, 0]
+
+
+def test_a_new_key_next_to_a_known_range_is_registered():
+    reg = KeyRegistry()
+    for _ in range(3):
+        reg.encode(np.array([0, 1, 2, 3]), 4)
+    assert reg.encode(np.array([2, 4, 3]), 3, np.array([1])).tolist() == [4] and reg.values == [0, 1, 2, 3, 4]
+    assert reg.encode(np.array([4, 0]), 2).tolist() == [4, 0]
