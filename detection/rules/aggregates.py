@@ -22,10 +22,12 @@ class Windows:
     def __init__(self, lo: np.ndarray, hi: np.ndarray):
         lens = hi - lo
         self.size = len(lo)
-        self.filled = np.flatnonzero(lens > 0)  # empty windows get NULL without reducing
-        self.lens = lens[self.filled]
-        self.starts = np.cumsum(self.lens) - self.lens
-        self.index = np.repeat(lo[self.filled] - self.starts, self.lens) + np.arange(int(self.lens.sum()))
+        self.filled = (lens > 0).nonzero()[0]  # empty windows get NULL without reducing
+        if len(self.filled) < self.size:
+            lens, lo = lens.take(self.filled), lo.take(self.filled)
+        self.lens = lens
+        self.starts = np.cumsum(lens) - lens
+        self.index = np.repeat(lo - self.starts, lens) + np.arange(int(lens.sum()))
         self._gathered: dict[str, np.ndarray] = {}
         self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -41,6 +43,8 @@ class Windows:
 
     def spread(self, filled_values: np.ndarray, empty_value=np.nan) -> np.ndarray:
         """Per-window array from values of the non-empty windows."""
+        if len(self.filled) == self.size:
+            return filled_values.astype(np.float64, copy=False)
         out = np.full(self.size, empty_value, dtype=np.float64)
         out[self.filled] = filled_values
         return out

@@ -3,7 +3,8 @@
 Streaming and batch are the same call: `process` takes any slice of the stream and returns
 exactly the outputs an engine fed one row at a time would have produced for it. Rows are
 handled per key in arrival order, vectorised across keys (argsort by key, then numpy over
-the whole batch), never with a Python loop per row.
+the whole batch), never with a Python loop per row. Rules with only row metrics and no prev()
+keep no per-key state, so they skip the sort and run on the batch as it arrived.
 
 Out-of-order input: as in DolphinDB, rules with aggregates need each key's times to be
 non-decreasing; a row older than an earlier row of its key is dropped and counted
@@ -157,8 +158,11 @@ class RuleEngine:
         fired = hits[0] if len(hits) == 1 else np.unique(np.concatenate(hits))
         codes = self._state.keys.encode(keys, n, fired)
         self._state.grow()  # per-key arrays for keys first seen here, as the general path has
-        return [self._row_chunk(m, idx, None, times, codes if idx is fired else codes[np.searchsorted(fired, idx)],
-                                cols, {}) for m, idx in zip(metrics, hits, strict=True)]
+        chunks = []
+        for m, idx in zip(metrics, hits, strict=True):
+            key_codes = codes if idx is fired else codes[np.searchsorted(fired, idx)]
+            chunks.append(self._row_chunk(m, idx, None, times, key_codes, cols, {}))
+        return chunks
 
     def _stateful(self, times, codes, cols, accepted) -> list[Chunk]:
         """Rows sorted by key (then arrival), so prev() and windows are per-key shifts and searches."""
@@ -224,9 +228,9 @@ class RuleEngine:
         buffer = PairIndex(buf_code, buf_time)
         chunks = self._agg_column(grid, order, times, codes, cols, derived, buffer, buf_cols)
         chunks += self._agg_const(grid, order, buffer, buf_cols, last_time, merge)
-        keep = buf_time >= grid.retain_from(last_time).take(buf_code)
-        st.buf_code, st.buf_time = buf_code[keep], buf_time[keep]
-        st.buf_cols = {name: v[keep] for name, v in buf_cols.items()}
+        keep = (buf_time >= grid.retain_from(last_time).take(buf_code)).nonzero()[0]  # then take(), not masks
+        st.buf_code, st.buf_time = buf_code.take(keep), buf_time.take(keep)
+        st.buf_cols = {name: v.take(keep) for name, v in buf_cols.items()}
         st.last_time = last_time
         return chunks
 

@@ -16,6 +16,7 @@ Leaf = Callable[[Node], np.ndarray]
 def evaluate(node: Node, leaf: Leaf):
     """Value of `node`: an array, or a scalar when it is constant. `leaf` resolves Col nodes
     and prev/aggregate calls; everything else is computed here."""
+    # The most frequent node types are tested first: this runs for every batch.
     if isinstance(node, Binary):
         a, b = evaluate(node.left, leaf), evaluate(node.right, leaf)
         if node.op in ("and", "or"):

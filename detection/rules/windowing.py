@@ -55,13 +55,15 @@ def closed_windows(grid: Grid, codes: np.ndarray, times: np.ndarray, k_old: np.n
     """
     if len(codes) == 0:
         return codes, codes
-    bucket = (times - grid.origin) // grid.step
+    bucket = times - grid.origin
+    bucket //= grid.step  # in place: this runs over the whole buffer every batch
     first = np.ones(len(codes), dtype=bool)
-    first[1:] = (bucket[1:] != bucket[:-1]) | (codes[1:] != codes[:-1])
+    np.not_equal(bucket[1:], bucket[:-1], out=first[1:])
+    first[1:] |= codes[1:] != codes[:-1]
     first = first.nonzero()[0]  # then take(): cheaper than two boolean-mask selections
     codes, bucket = codes.take(first), bucket.take(first)
-    kf = np.maximum(np.maximum(bucket + 1, k_old[codes] + 1), 0)
-    kl = np.minimum(bucket + grid.size // grid.step, k_new[codes])
+    kf = np.maximum(np.maximum(bucket + 1, k_old.take(codes) + 1), 0)
+    kl = np.minimum(bucket + grid.size // grid.step, k_new.take(codes))
     before = np.empty_like(kl)
     before[0] = -1
     before[1:] = kl[:-1]
