@@ -13,6 +13,7 @@ import time
 from collections import deque
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -60,6 +61,17 @@ def _ids(value) -> list[int] | None:
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def dispatch(self, message):
+        """Channels' dispatch awaits aclose_old_connections() before every handler: a hop through
+        the process' one thread-sensitive sync thread for every message, i.e. for every event to
+        every subscriber, each waiting behind whatever sync work holds that thread. This consumer
+        reaches the database only through database_sync_to_async, which closes stale connections
+        itself, so it dispatches straight to the handler."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self):
         actor = self.scope.get("actor", ANONYMOUS)
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("ticket", [None])[0]

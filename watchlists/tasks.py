@@ -1,7 +1,10 @@
 """Ingest-queue tasks. Arguments are ids and integers; every task is safe to run twice."""
 
+import os
+
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
 
 from . import coalesce
 from .models import Series
@@ -33,13 +36,30 @@ def refresh_rollups(series_id: int, organization_id: int, start_us: int, end_us:
         rollups.refresh_rollups(series, start_us, end_us)
 
 
-@shared_task(name="watchlists.refresh_pending_rollups", acks_late=True)
-def refresh_pending_rollups(series_ids: list[int], organization_id: int) -> None:
+ONE_REFRESH_RETRY_SECONDS = 5
+
+
+@shared_task(name="watchlists.refresh_pending_rollups", acks_late=True, bind=True)
+def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -> None:
     """Refreshes the span each series accumulated since its last refresh. Takes the span before
-    reading, so points stored meanwhile queue the next run."""
-    spans = coalesce.release(ROLLUPS, series_ids)
-    for series in Series.objects.filter(pk__in=[k for k, v in spans.items() if v], organization_id=organization_id):
-        rollups.refresh_rollups(series, *spans[series.pk])
+    reading, so points stored meanwhile queue the next run.
+
+    One refresh at a time per worker (its pool processes share the main process, os.getppid()):
+    the worker also serves the detect queue, and refreshes that fire together (their delays end
+    together) must not take every pool process for seconds while detection runs wait behind them.
+    A refresh that finds another running comes back later; its series keep their queued flags."""
+    guard = f"{ROLLUPS}:running:{self.request.hostname}:{os.getppid()}"
+    if not self.request.is_eager and not cache.add(guard, 1, timeout=settings.CELERY_TASK_TIME_LIMIT):
+        refresh_pending_rollups.apply_async((series_ids, organization_id), countdown=ONE_REFRESH_RETRY_SECONDS)
+        return
+    try:
+        spans = coalesce.release(ROLLUPS, series_ids)
+        for series in Series.objects.filter(pk__in=[k for k, v in spans.items() if v],
+                                            organization_id=organization_id):
+            rollups.refresh_rollups(series, *spans[series.pk])
+    finally:
+        if not self.request.is_eager:
+            cache.delete(guard)
 
 
 @shared_task(name="watchlists.ensure_partitions")

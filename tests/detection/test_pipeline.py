@@ -1,5 +1,8 @@
 """The detection pass itself: one round trip to load every kind of series, kept engines, message ids."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from django.db import connection, transaction
@@ -11,6 +14,7 @@ from tests.detection.conftest import EXAMPLE_EXPECTED, EXAMPLE_POINTS
 from tests.factories import SeriesFactory, WatchlistFactory
 from watchlists import services
 from watchlists.models import WatchlistItem
+from watchlists.signals import batch_stored
 from watchlists.store.writer import VALUE_COLUMNS, Points
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +132,33 @@ def test_message_ids_rank_equal_timestamps(ts):
     ts = np.array(ts, dtype=np.int64)
     expected = [t * pipeline.RANK_BITS + min(list(ts[:i]).count(t), pipeline.RANK_BITS - 1) for i, t in enumerate(ts)]
     assert pipeline.message_ids(ts).tolist() == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_waiting_on_a_cursor_lock_reads_what_the_holder_committed(org_a, three_kinds, clean_store,
+                                                                         monkeypatch):
+    """The lock and the reads are statements of one query string: each takes a new snapshot, so a
+    pass that waited for the lock sees the points (and states) committed by the one that held it."""
+    trade, _, _ = three_kinds
+    monkeypatch.setattr(batch_stored, "receivers", [])  # nothing runs detection but this test
+    _ingest(org_a, {trade: [100, 100]}, 0)
+    pipeline.run_many([trade.pk], org_a.pk)
+    locked, done = threading.Event(), []
+
+    def holder():
+        try:
+            with transaction.atomic():
+                DetectionCursor.objects.select_for_update().get(series=trade)
+                locked.set()
+                time.sleep(0.5)  # the pass below is waiting for the lock by now
+                _ingest(org_a, {trade: [100, 700]}, 2)
+        finally:
+            connection.close()
+            done.append(True)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(10)
+    assert pipeline.run_many([trade.pk], org_a.pk) == 1
+    thread.join(10)
+    assert done and Anomaly.objects.get().ts.timestamp() * 1e6 == T0_US + 3000

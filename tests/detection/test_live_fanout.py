@@ -3,7 +3,7 @@
 import json
 
 from anomalyhub.channel_layer import RedisPubSubLayer
-from detection.consumers import encoded_head
+from detection.consumers import LiveConsumer, encoded_head
 
 
 def test_each_subscription_gets_the_text_send_json_would_have_sent():
@@ -25,3 +25,22 @@ def test_one_publish_is_decoded_once_for_every_consumer_of_the_process():
     assert layer.deserialize(raw) is first
     again = bytes(bytearray(raw))  # the same bytes from another PUBLISH: decoded on its own
     assert layer.deserialize(again) == first and layer.deserialize(again) is not first
+
+
+async def test_events_reach_the_socket_without_a_hop_to_the_sync_thread(monkeypatch):
+    async def hop():
+        raise AssertionError("channels' dispatch hops to the sync thread for every event")
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", hop)
+    consumer = LiveConsumer()
+    consumer.channel_layer = None
+    consumer.subscriptions = {1: {"series": {5}, "seq": 0}, 2: {"series": {5, 6}, "seq": 4}}
+    sent = []
+
+    async def send(text_data=None, bytes_data=None, close=False):
+        sent.append(text_data)
+
+    consumer.send = send
+    await consumer.dispatch({"type": "live.event", "series": 5, "sent": 0.0, "event": {"type": "tick", "series": 5}})
+    assert sent == [json.dumps({"type": "tick", "series": 5, "subscription": 1, "seq": 1}),
+                    json.dumps({"type": "tick", "series": 5, "subscription": 2, "seq": 5})]
