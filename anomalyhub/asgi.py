@@ -1,11 +1,11 @@
 """ASGI entry point: HTTP through Django's WSGI handler on a thread pool, WebSockets through Channels."""
 
-import inspect
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from tempfile import SpooledTemporaryFile
 
-from asgiref.sync import sync_to_async
-from asgiref.wsgi import WsgiToAsgi, WsgiToAsgiInstance
+from asgiref.wsgi import WsgiToAsgiInstance
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anomalyhub.settings")
@@ -21,18 +21,81 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 # ~5% 500s under load). A fixed pool runs requests in parallel, and each worker thread keeps its
 # own database connection, so CONN_MAX_AGE reuses connections as under a threaded WSGI server.
 _POOL = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
-# The plain function under asgiref's @sync_to_async (3.13 wraps it in a partial of SyncToAsync.__call__).
-_run_wsgi_app = inspect.unwrap(WsgiToAsgiInstance.run_wsgi_app)
+_SPOOL_BYTES = 65536  # request bodies above this go to a temporary file, as asgiref's adapter does
 
 
-class _PooledInstance(WsgiToAsgiInstance):
-    async def run_wsgi_app(self, body):
-        return await sync_to_async(_run_wsgi_app, thread_sensitive=False, executor=_POOL)(self, body)
+class _Response:
+    """WSGI start_response: keeps the status and headers as ASGI wants them."""
+
+    status = 500
+    headers: list = []
+
+    def __call__(self, status, headers, exc_info=None):
+        self.status = int(status.split(" ", 1)[0])
+        self.headers = [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers]
 
 
-class PooledWsgiToAsgi(WsgiToAsgi):
+def _environ_builder(scope) -> WsgiToAsgiInstance:
+    builder = WsgiToAsgiInstance(None)
+    builder.scope = scope  # build_environ reads the headers from self.scope
+    return builder
+
+
+class PooledWsgiToAsgi:
+    """ASGI HTTP -> a WSGI app on _POOL, with one thread hop per request.
+
+    asgiref's WsgiToAsgi hops from the pool thread back to the event loop for every message it
+    sends (start, each body chunk, the end: 3+ AsyncToSync round trips, ~1 ms of CPU a request
+    under load). Here the thread renders the whole response and the loop sends it; only
+    streaming responses (exports, files) send chunk by chunk from the thread. The response is
+    closed in its thread, so Django's request_finished (closing stale DB connections) runs."""
+
+    def __init__(self, wsgi_application):
+        self.wsgi_application = wsgi_application
+
     async def __call__(self, scope, receive, send):
-        await _PooledInstance(self.wsgi_application, self.duplicate_header_limit)(scope, receive, send)
+        if scope["type"] != "http":
+            raise ValueError(f"the WSGI adapter received a {scope['type']!r} scope")
+        with SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # http.disconnect before the body arrived: nobody to answer
+                body.write(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body.seek(0)
+            loop = asyncio.get_running_loop()
+            response, content = await loop.run_in_executor(_POOL, self._run, scope, body, send, loop)
+        if content is not None:
+            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await send({"type": "http.response.body", "body": content})
+
+    def _run(self, scope, body, send, loop):
+        response = _Response()
+        try:
+            # asgiref's environ: headers, CONTENT_LENGTH, SERVER_NAME..., and its duplicate-header limit.
+            environ = _environ_builder(scope).build_environ(scope, body)
+        except ValueError:
+            response.status, response.headers = 400, [(b"content-type", b"text/plain")]
+            return response, b"Bad Request: Too many duplicate headers"
+        result = self.wsgi_application(environ, response)
+        try:
+            if not getattr(result, "streaming", False):
+                return response, b"".join(result)
+
+            def blocking_send(message):
+                asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+            blocking_send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            for chunk in result:
+                if chunk:
+                    blocking_send({"type": "http.response.body", "body": chunk, "more_body": True})
+            blocking_send({"type": "http.response.body", "body": b""})
+            return response, None
+        finally:
+            if hasattr(result, "close"):
+                result.close()
 
 
 http_app = PooledWsgiToAsgi(get_wsgi_application())

@@ -255,6 +255,8 @@ INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
 # Threads serving HTTP requests in one ASGI process (anomalyhub/asgi.py); each holds a DB connection.
 HTTP_THREADS = env_int("HTTP_THREADS", 16)
+# daphne processes `manage.py serve` runs on one listening socket: one process uses one core (GIL).
+WEB_PROCESSES = env_int("WEB_PROCESSES", 2 if PRODUCTION else 1)
 
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:

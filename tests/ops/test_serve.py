@@ -134,3 +134,29 @@ def test_it_refuses_to_start_without_a_broker(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "serve needs REDIS_URL" in result.stderr
+
+
+def test_web_only_runs_the_web_processes_alone(django_db_setup, tmp_path):
+    """docker's web container: `serve --web-only`, WEB_PROCESSES daphne processes on one socket and
+    nothing else (the workers and beat have containers of their own)."""
+    port = free_port()
+    env = {**worker_env(), "WEB_PROCESSES": "2", "LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        runner = subprocess.Popen([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}", "--web-only"],
+                                  cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wait_for(lambda: _answers(port, "/healthz") or runner.poll() is not None, START_TIMEOUT_S, 0.5, "/healthz")
+        assert runner.poll() is None, log.read_text()
+        processes = _descendants(runner.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in processes]
+        assert sum(b"-m daphne" in c for c in commands) == 2, commands
+        assert not any(b"celery" in c for c in commands), commands
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-3000:]
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()

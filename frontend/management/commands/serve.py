@@ -10,7 +10,9 @@ set. A clean stop exits 0.
 
 Every child runs in its own session, so a terminal's Ctrl-C reaches only this runner, which then
 stops the children in order; several daphne processes share one listening socket (`--fd`), which
-the kernel balances between them. docker/compose.yaml runs the same commands, one per container.
+the kernel balances between them (--web-processes, default WEB_PROCESSES: 2 in production).
+docker/compose.yaml runs the same commands, one per container; its web container is
+`serve --web-only` (the daphne processes alone).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -84,18 +87,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
-        parser.add_argument("--web-processes", type=int, default=1,
-                            help="daphne processes sharing the listening socket (one core each)")
+        parser.add_argument("--web-processes", type=int, default=settings.WEB_PROCESSES,
+                            help="daphne processes sharing the listening socket, one core each "
+                                 f"(default: WEB_PROCESSES, here {settings.WEB_PROCESSES})")
         parser.add_argument("--workers", default=DEFAULT_WORKERS,
                             help=f'queue groups as "<queues>:<concurrency> ..." (default "{DEFAULT_WORKERS}")')
         parser.add_argument("--no-beat", action="store_true")
+        parser.add_argument("--web-only", action="store_true",
+                            help="only the daphne processes: no workers, no beat (docker's web container)")
         parser.add_argument("--grace", type=float, default=GRACE_S,
                             help="seconds the processes get to stop before they are killed")
 
-    def handle(self, *args, addrport, web_processes, workers, no_beat, grace, **options):
+    def handle(self, *args, addrport, web_processes, workers, no_beat, web_only, grace, **options):
         if settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError("serve needs REDIS_URL (and CELERY_TASK_ALWAYS_EAGER unset): tasks would never "
                                "reach the workers. For the embedded default use `manage.py rundemo`.")
+        if web_processes < 1:
+            raise CommandError("--web-processes must be at least 1")
         host, _, port = addrport.rpartition(":")
         self.stop_requested = 0
         listener = socket.create_server((host or "127.0.0.1", int(port)), backlog=1024)
@@ -108,9 +116,9 @@ class Command(BaseCommand):
             env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(workdir, "metrics")
             os.mkdir(env["PROMETHEUS_MULTIPROC_DIR"])
         children = process_table(
-            listen_fd=listener.fileno(), web_processes=web_processes, workers=parse_workers(workers),
-            beat=not no_beat, schedule_file=os.path.join(workdir, "celerybeat-schedule"),
-            node_suffix=str(os.getpid()), log_level=settings.LOG_LEVEL.lower())
+            listen_fd=listener.fileno(), web_processes=web_processes,
+            workers=[] if web_only else parse_workers(workers), beat=not (no_beat or web_only),
+            schedule_file=os.path.join(workdir, "celerybeat-schedule"), node_suffix=str(os.getpid()), log_level=settings.LOG_LEVEL.lower())
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for child in children:
@@ -143,10 +151,13 @@ class Command(BaseCommand):
                 return
             try:
                 urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2).close()
-                self.stdout.write(f"serve: AnomalyHub is serving on http://{host}:{port}/ (Ctrl-C stops everything)")
-                return
+            except urllib.error.HTTPError:
+                pass  # it answered: production refuses a Host such as 0.0.0.0 that is not in ALLOWED_HOSTS
             except OSError:
                 time.sleep(POLL_S)
+                continue
+            self.stdout.write(f"serve: AnomalyHub is serving on http://{host}:{port}/ (Ctrl-C stops everything)")
+            return
 
     def _supervise(self, children: list[Child]) -> int:
         """Waits for a stop signal (-> 0) or for a child to die on its own (-> 1)."""

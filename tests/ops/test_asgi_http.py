@@ -1,0 +1,70 @@
+"""anomalyhub.asgi's HTTP adapter: Django's WSGI handler on the thread pool, one hop per request.
+Whole responses, streamed ones (exports, static files), request bodies, and the response's close()
+(Django's request_finished) all go through as under asgiref's WsgiToAsgi."""
+
+import asyncio
+import json
+
+from channels.testing import HttpCommunicator
+from django.core.signals import request_finished
+
+from anomalyhub.asgi import PooledWsgiToAsgi, application
+
+
+class _Streamed:
+    streaming = True
+
+    def __init__(self):
+        self.closed = False
+
+    def __iter__(self):
+        yield b"first,"
+        yield b""
+        yield b"second"
+
+    def close(self):
+        self.closed = True
+
+
+def _wsgi_app(body: list):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/stream":
+            start_response("200 OK", [("Content-Type", "text/csv")])
+            body.append(_Streamed())
+            return body[-1]
+        start_response("201 Created", [("Content-Type", "application/json"), ("X-Seen", environ["HTTP_X_SEEN"])])
+        received = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        return [b'{"method": "%s", "echo": ' % environ["REQUEST_METHOD"].encode(), received, b"}"]
+    return app
+
+
+def _call(app, method, path, body=b"", headers=()):
+    return asyncio.run(HttpCommunicator(app, method, path, body=body, headers=list(headers)).get_response())
+
+
+def test_a_whole_response_keeps_status_headers_and_body():
+    payload = json.dumps({"x": "y" * 100_000}).encode()  # above the in-memory spool: a temporary file
+    response = _call(PooledWsgiToAsgi(_wsgi_app([])), "POST", "/echo", payload,
+                     [(b"content-length", str(len(payload)).encode()), (b"x-seen", b"yes")])
+    assert response["status"] == 201
+    assert (b"x-seen", b"yes") in response["headers"]
+    assert json.loads(response["body"]) == {"method": "POST", "echo": json.loads(payload)}
+
+
+def test_a_streamed_response_arrives_chunk_by_chunk_and_is_closed():
+    made = []
+    response = _call(PooledWsgiToAsgi(_wsgi_app(made)), "GET", "/stream")
+    assert response["status"] == 200 and response["body"] == b"first,second"
+    assert made[0].closed
+
+
+def test_django_answers_and_finishes_the_request():
+    finished = []
+    request_finished.connect(receiver := lambda **kwargs: finished.append(True))
+    try:
+        response = _call(application, "GET", "/healthz", headers=[(b"x-request-id", b"rid-1")])
+    finally:
+        request_finished.disconnect(receiver)
+    assert response["status"] == 200, response
+    assert (b"x-request-id", b"rid-1") in response["headers"]
+    assert finished, "request_finished (closing stale DB connections) did not run"
