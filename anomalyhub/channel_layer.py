@@ -30,7 +30,10 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
 DEFAULT_CAPACITY = 1000
-DECODED_KEPT = 256  # messages whose decoding is shared by the consumers that receive them
+# Messages whose decoding the consumers that receive them share: the latest few (consumers take a
+# message within moments of each other), and small ones (a big point batch is decoded per consumer
+# rather than kept).
+DECODED_KEPT, DECODED_MAX_BYTES = 64, 65536
 
 
 class RedisPubSubLayer(RedisPubSubChannelLayer):
@@ -81,6 +84,8 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
         if hit is not None and hit[0] is message:
             return hit[1]
         decoded = super().deserialize(message)
+        if len(message) > DECODED_MAX_BYTES:
+            return decoded
         if len(self._decoded) >= DECODED_KEPT:
             del self._decoded[next(iter(self._decoded))]
         self._decoded[key] = (message, decoded)  # holding the bytes keeps their id from being reused

@@ -25,6 +25,8 @@ def test_one_publish_is_decoded_once_for_every_consumer_of_the_process():
     assert layer.deserialize(raw) is first
     again = bytes(bytearray(raw))  # the same bytes from another PUBLISH: decoded on its own
     assert layer.deserialize(again) == first and layer.deserialize(again) is not first
+    big = layer.serialize({"type": "live.event", "series": 1, "event": {"points": [[1.5] * 8] * 5000}})
+    assert layer.deserialize(big) is not layer.deserialize(big)  # a big batch is not kept in memory
 
 
 async def test_events_reach_the_socket_without_a_hop_to_the_sync_thread(monkeypatch):

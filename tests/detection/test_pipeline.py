@@ -4,8 +4,10 @@ import threading
 import time
 
 import numpy as np
+import psycopg
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from accounts.tenancy import system_actor
 from detection import pipeline
@@ -93,12 +95,13 @@ def test_the_one_round_trip_load_equals_the_orm_load(org_a, three_kinds):
 
 def test_a_kept_engine_continues_only_while_the_stored_state_is_its_snapshot(example_rule, sensor, ingest):
     ingest(sensor, EXAMPLE_POINTS[:3])
-    kept = dict(pipeline._ENGINES)
+    kept = dict(pipeline._ENGINES.items)
     assert kept
     pipeline._ENGINES.clear()  # as if another worker process ran the next chunk, from the stored state
     ingest(sensor, EXAMPLE_POINTS[3:6])
     pipeline._ENGINES.clear()
-    pipeline._ENGINES.update(kept)  # this process still holds the engine of the first chunk: stale
+    for key, (snapshot, engine) in kept.items():  # this process still holds the first chunk's engine: stale
+        pipeline._ENGINES.keep(key, snapshot, engine)
     ingest(sensor, EXAMPLE_POINTS[6:])
     got = sorted((a.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), a.metric_index, a.text) for a in Anomaly.objects.all())
     assert got == EXAMPLE_EXPECTED
@@ -162,3 +165,26 @@ def test_a_pass_waiting_on_a_cursor_lock_reads_what_the_holder_committed(org_a, 
     assert pipeline.run_many([trade.pk], org_a.pk) == 1
     thread.join(10)
     assert done and Anomaly.objects.get().ts.timestamp() * 1e6 == T0_US + 3000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outermost_pass_commits_in_its_last_round_trip(org_a, three_kinds, clean_store, monkeypatch):
+    trade, _, _ = three_kinds
+    monkeypatch.setattr(batch_stored, "receivers", [])
+    _ingest(org_a, {trade: [100, 700]}, 0)
+    with CaptureQueriesContext(connection) as queries:
+        assert pipeline.run_many([trade.pk], org_a.pk) == 1
+    assert sum(q["sql"].endswith("; COMMIT") for q in queries.captured_queries) == 1
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert Anomaly.objects.get().published_at is not None  # the on_commit hook ran: published
+    _ingest(org_a, {trade: [100]}, 2)
+    assert pipeline.run_many([trade.pk], org_a.pk) == 0  # the same without anomalies
+    assert DetectionCursor.objects.get(series=trade).last_msg_id == (T0_US + 2000) * pipeline.RANK_BITS
+
+
+def test_kept_engines_stay_within_their_byte_budget():
+    kept = pipeline._KeptEngines(budget=10)
+    for i in range(4):
+        kept.keep((i, 1), b"x" * 4, engine=None)
+    assert list(kept.items) == [(2, 1), (3, 1)] and kept.size == 8  # the least recent went
+    assert kept.take((2, 1)) == (b"xxxx", None) and kept.take((2, 1)) is None and kept.size == 4
