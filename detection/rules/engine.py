@@ -21,12 +21,12 @@ import numpy as np
 from .aggregates import Windows, compute
 from .alignment import alignment_size, first_window_end
 from .evaluate import values, where_true
-from .grouping import PairIndex, SortedMerge, key_order, late_rows, segment_bounds
+from .grouping import SortedMerge, key_order, late_rows, segment_bounds
 from .nodes import Col, render
 from .output import Chunk, Output, assemble
 from .plan import RulePlan
 from .state import EngineState
-from .windowing import Grid, closed_windows, previous_windows
+from .windowing import Grid, StepRuns, closed_windows, previous_windows
 
 _NUMPY_UNITS = {"s": "s", "ms": "ms", "ns": "ns", "min": "m", "date": "D"}
 
@@ -225,7 +225,7 @@ class RuleEngine:
         last_time = st.last_time.copy()
         _, ends = segment_bounds(codes)
         last_time[codes[ends]] = times[ends]
-        buffer = PairIndex(buf_code, buf_time)
+        buffer = StepRuns(grid, buf_code, buf_time)
         chunks = self._agg_column(grid, order, times, codes, cols, derived, buffer, buf_cols)
         chunks += self._agg_const(grid, order, buffer, buf_cols, last_time, merge)
         keep = (buf_time >= grid.retain_from(last_time).take(buf_code)).nonzero()[0]  # then take(), not masks
@@ -234,11 +234,12 @@ class RuleEngine:
         st.last_time = last_time
         return chunks
 
-    def _aggregates(self, metrics, grid, wc, wk, buffer: PairIndex, buf_cols) -> tuple[dict, np.ndarray, np.ndarray]:
+    def _aggregates(self, metrics, grid, wc, wk, buffer: StepRuns, buf_cols) -> tuple[dict, np.ndarray, np.ndarray]:
         """Aggregate values of `metrics` for windows (wc, wk), keyed by call uid; window ends; and
         where each window stops in the buffer (the key's first row at or past the end)."""
         ends = grid.end(wk)
-        bounds = buffer.find(np.concatenate((wc, wc)), np.concatenate((ends - grid.size, ends)))  # one search
+        # Windows are [end k - size, end k), both on the grid: one search for both bounds.
+        bounds = buffer.first_row(np.concatenate((wc, wc)), np.concatenate((wk - grid.size // grid.step, wk)))
         lo, hi = bounds[:len(wc)], bounds[len(wc):]
         windows = Windows(lo, hi)
         by_text: dict[str, np.ndarray] = {}
@@ -276,7 +277,7 @@ class RuleEngine:
         metrics = self._by_kind["agg_const"]
         if not metrics:
             return []
-        wc, wk = closed_windows(grid, buffer.codes, buffer.times, grid.last_closed(self._state.last_time),
+        wc, wk = closed_windows(grid, buffer, grid.last_closed(self._state.last_time),
                                 grid.last_closed(last_time))
         if not len(wc):
             return []

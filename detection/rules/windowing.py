@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grouping import NEVER
+from .grouping import NEVER, PairIndex
 
 
 class Grid:
@@ -45,23 +45,38 @@ def previous_windows(grid: Grid, codes: np.ndarray, times: np.ndarray):
     return rows, np.cumsum(first) - 1, cc[first], kk[first]
 
 
-def closed_windows(grid: Grid, codes: np.ndarray, times: np.ndarray, k_old: np.ndarray, k_new: np.ndarray):
+class StepRuns:
+    """Buffered rows sorted by (key, time), seen as runs of rows with the same key and step
+    bucket b = (t - origin) // step. Window bounds fall on step boundaries, so a window's rows
+    are found by searching the runs (about one per key and step), not the rows."""
+
+    def __init__(self, grid: Grid, codes: np.ndarray, times: np.ndarray):
+        bucket = times - grid.origin
+        bucket //= grid.step  # in place: this runs over the whole buffer every batch
+        first = np.ones(len(codes), dtype=bool)
+        np.not_equal(bucket[1:], bucket[:-1], out=first[1:])
+        first[1:] |= codes[1:] != codes[:-1]
+        starts = first.nonzero()[0]  # then take(): cheaper than two boolean-mask selections
+        self.codes, self.buckets = codes.take(starts), bucket.take(starts)
+        self._bounds = np.append(starts, len(codes))
+        self._index = PairIndex(self.codes, self.buckets)
+
+    def first_row(self, codes: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        """Each key's first buffered row in step bucket k or later, i.e. at or past grid end k
+        (the buffer's length when there is none)."""
+        return self._bounds.take(self._index.find(codes, ks))
+
+
+def closed_windows(grid: Grid, runs: StepRuns, k_old: np.ndarray, k_new: np.ndarray):
     """Windows (codes, ks) that hold rows and closed in this batch: k_old < k <= k_new per key.
 
-    `codes`/`times` are all buffered rows sorted by (key, time). A row in step bucket
-    b = (t - origin) // step lies in windows b+1 .. b+windowSize/step, so only the distinct
-    (key, bucket) pairs matter. Their window ranges overlap in order, so each contributes only
+    A row in step bucket b lies in windows b+1 .. b+windowSize/step, so only the distinct
+    (key, bucket) runs matter. Their window ranges overlap in order, so each contributes only
     the windows after its predecessor's last one, which lists each window once and in order.
     """
+    codes, bucket = runs.codes, runs.buckets
     if len(codes) == 0:
         return codes, codes
-    bucket = times - grid.origin
-    bucket //= grid.step  # in place: this runs over the whole buffer every batch
-    first = np.ones(len(codes), dtype=bool)
-    np.not_equal(bucket[1:], bucket[:-1], out=first[1:])
-    first[1:] |= codes[1:] != codes[:-1]
-    first = first.nonzero()[0]  # then take(): cheaper than two boolean-mask selections
-    codes, bucket = codes.take(first), bucket.take(first)
     kf = np.maximum(np.maximum(bucket + 1, k_old.take(codes) + 1), 0)
     kl = np.minimum(bucket + grid.size // grid.step, k_new.take(codes))
     before = np.empty_like(kl)

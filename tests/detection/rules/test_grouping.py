@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from detection.rules.grouping import NEVER, KeyRegistry, PairIndex, late_rows
+from detection.rules.windowing import Grid, StepRuns
 
 
 @pytest.mark.parametrize("scale", [1, 10**17])  # the second forces the per-key fallback
@@ -65,3 +66,18 @@ def test_a_new_key_next_to_a_known_range_is_registered():
         reg.encode(np.array([0, 1, 2, 3]), 4)
     assert reg.encode(np.array([2, 4, 3]), 3, np.array([1])).tolist() == [4] and reg.values == [0, 1, 2, 3, 4]
     assert reg.encode(np.array([4, 0]), 2).tolist() == [4, 0]
+
+
+def test_step_runs_find_each_keys_first_row_at_a_grid_end():
+    rng = np.random.default_rng(2)
+    codes, times = rng.integers(0, 4, 300), rng.integers(-20, 100, 300)
+    order = np.lexsort((times, codes))
+    codes, times = codes[order], times[order]
+    grid = Grid(7, 5, 10)
+    runs = StepRuns(grid, codes, times)
+    assert len(runs.codes) < len(codes)  # fewer runs than rows is the point
+    q_codes, q_ks = rng.integers(0, 4, 200), rng.integers(-8, 25, 200)
+    pairs = list(zip(codes.tolist(), times.tolist(), strict=True))
+    # The first row at or past the grid end = how many rows sort strictly before (code, end).
+    expected = [sum(p < (c, int(grid.end(k))) for p in pairs) for c, k in zip(q_codes.tolist(), q_ks.tolist(), strict=True)]
+    assert runs.first_row(q_codes, q_ks).tolist() == expected
