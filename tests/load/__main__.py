@@ -257,6 +257,8 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
     api_rps, api_p99 = len(api) / span, percentile([ms for ms, _ in api], 99)
     errors = sum(1 for kind_items in by_name.values() for _, e in kind_items if e)
     ticks_per_s = len(ingest) * 100 / span
+    http_rps = (len(api) + len(ingest)) / span
+    web_ms = cpu.get("web (daphne)", 0) / http_rps * 1000 if http_rps else 0.0
     met = api_rps >= 0.95 * API_RPS and api_p99 < TARGET_P99_MS and errors == 0 and ticks_per_s >= 0.95 * TICKS_PER_S
     cpu_model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                       if ln.startswith("model name")), platform.processor())
@@ -301,6 +303,10 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         "|---|---|",
         *[f"| {name} | {cores:.2f} |" for name, cores in sorted(cpu.items(), key=lambda kv: -kv[1])],
         f"| whole machine (all processes, including other work) | {machine_cores:.2f} of {os.cpu_count()} |",
+        "",
+        # Comparable across runs on a busy machine, unlike latency: what one request costs the server.
+        f"Web CPU per HTTP request (API + ingest): **{web_ms:.1f} ms** "
+        f"({cpu.get('web (daphne)', 0):.2f} cores / {http_rps:.0f} requests/s; WebSocket fan-out included).",
     ]
     if first_errors:
         out += ["", "First errors (the server's log of the run is kept in $TMPDIR/anomalyhub-load-serve.log):", "",
