@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import weakref
 from datetime import UTC, datetime
 
@@ -213,7 +214,11 @@ class _Prepared:
     """The pipeline's PostgreSQL statements, prepared once per database session and run with
     EXECUTE, several to a query string: parsing and planning them every pass cost more server time
     than running them. PREPARE outlives a rollback, so a session is marked once its statements
-    exist; a session not marked yet looks them up in pg_prepared_statements first."""
+    exist; a session not marked yet looks them up in pg_prepared_statements first.
+
+    DETECTION_PREPARED_STATEMENTS = False sends the statements themselves instead (parameters
+    inlined with their types), for poolers that hand a session's transactions to different server
+    connections (PgBouncer in transaction mode), where a PREPAREd name may not exist."""
 
     def __init__(self, prefix: str, statements: dict[str, tuple[str, str]]):
         self.statements = {f"{prefix}{name}": spec for name, spec in statements.items()}  # types, SQL ($n)
@@ -221,7 +226,9 @@ class _Prepared:
         self.sessions: weakref.WeakSet = weakref.WeakSet()
 
     def sql(self, cursor, calls: list[tuple[str, list]]) -> tuple[str, list]:
-        """(query string, parameters) EXECUTing each (name, parameters) in turn."""
+        """(query string, parameters) running each (name, parameters) in turn."""
+        if not getattr(settings, "DETECTION_PREPARED_STATEMENTS", True):
+            return self._inline(calls)
         session = connection.connection
         if session not in self.sessions:
             cursor.execute("SELECT name FROM pg_prepared_statements")
@@ -233,6 +240,19 @@ class _Prepared:
             self.sessions.add(session)
         text = "; ".join(f"EXECUTE {self.prefix}{name}({', '.join(['%s'] * len(params))})" for name, params in calls)
         return text, [p for _, params in calls for p in params]
+
+    def _inline(self, calls: list[tuple[str, list]]) -> tuple[str, list]:
+        texts, values = [], []
+        for name, params in calls:
+            types, sql = self.statements[f"{self.prefix}{name}"]
+            types = types.split(", ")
+
+            def placeholder(match, params=params, types=types):
+                values.append(params[int(match[1]) - 1])
+                return f"%s::{types[int(match[1]) - 1]}"
+
+            texts.append(re.sub(r"\$(\d+)", placeholder, sql))
+        return "; ".join(texts), values
 
 
 # The first timestamp after a cursor: message ids are ts_us * RANK_BITS + rank.

@@ -49,7 +49,9 @@ def _ingest(org, series_values: dict, start: int) -> None:
                                                          for s, v in series_values.items()])
 
 
-def test_one_pass_reads_every_kind_and_creates_missing_cursors(org_a, org_b, three_kinds):
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "inline"])
+def test_one_pass_reads_every_kind_and_creates_missing_cursors(org_a, org_b, three_kinds, prepared, settings):
+    settings.DETECTION_PREPARED_STATEMENTS = prepared  # False: statements sent as text (PgBouncer)
     trade, bar, metric = three_kinds
     foreign = SeriesFactory(organization=org_b, symbol="X", kind="metric", exchange="", bar_seconds=None)
     DetectionCursor.objects.create(organization=org_a, series=trade)  # one cursor exists, two do not
