@@ -250,6 +250,9 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN")
 DETECTION_DEVICE = env_str("DETECTION_DEVICE", "cpu")
 # Messages per detection chunk: each chunk commits anomalies + engine snapshots + cursor together.
 DETECTION_SNAPSHOT_INTERVAL = env_int("DETECTION_SNAPSHOT_INTERVAL", 10_000)
+# Detection PREPAREs its statements once per database session; false behind a pooler in
+# transaction mode (PgBouncer), where a session's transactions move between server connections.
+DETECTION_PREPARED_STATEMENTS = env_bool("DETECTION_PREPARED_STATEMENTS", True)
 INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
 # A webhook is disabled (and its owner told) after this many consecutive failed deliveries.
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
