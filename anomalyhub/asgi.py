@@ -100,6 +100,29 @@ class PooledWsgiToAsgi:
 
 http_app = PooledWsgiToAsgi(get_wsgi_application())
 
+
+def _daphne_skips_form_parsing() -> None:
+    """Twisted parses each POST's Content-Type with the email package (a new header class per call)
+    and form or multipart bodies into request.args, which daphne never reads: Django parses the
+    body it is given. Turned off for daphne's requests when daphne is the server."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # another ASGI server
+        return
+    if getattr(WebRequest, "_anomalyhub_no_form_parsing", False):
+        return
+    init = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    WebRequest.__init__ = __init__
+    WebRequest._anomalyhub_no_form_parsing = True
+
+
+_daphne_skips_form_parsing()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.channels_auth import ActorMiddleware  # noqa: E402

@@ -4,6 +4,7 @@ Whole responses, streamed ones (exports, static files), request bodies, and the 
 
 import asyncio
 import json
+from unittest import mock
 
 from channels.testing import HttpCommunicator
 from django.core.signals import request_finished
@@ -68,3 +69,11 @@ def test_django_answers_and_finishes_the_request():
     assert response["status"] == 200, response
     assert (b"x-request-id", b"rid-1") in response["headers"]
     assert finished, "request_finished (closing stale DB connections) did not run"
+
+
+def test_daphne_leaves_form_bodies_to_django():
+    """Twisted would parse every POST's Content-Type (email package) and form bodies into
+    request.args, which daphne never reads; importing the app turns that off."""
+    from daphne.http_protocol import WebRequest
+
+    assert WebRequest(mock.MagicMock())._parsePOSTFormSubmission is False
