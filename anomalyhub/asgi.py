@@ -1,8 +1,10 @@
 """ASGI entry point: HTTP through Django's WSGI handler on a thread pool, WebSockets through Channels."""
 
 import asyncio
+import gc
 import os
 from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
 from tempfile import SpooledTemporaryFile
 
 from asgiref.wsgi import WsgiToAsgiInstance
@@ -133,3 +135,18 @@ application = ProtocolTypeRouter({
     "http": http_app,
     "websocket": ActorMiddleware(URLRouter(websocket_urlpatterns)),
 })
+
+
+def _freeze_startup_objects() -> None:
+    """The ~220,000 objects of the loaded code (Django, DRF, strawberry's schema, every view) live as
+    long as the process. Left to the collector, each full collection walked them all while holding
+    the GIL, stalling every request in flight: under `make load`'s read mix one daphne process ran
+    ten 115-150 ms collections in 4,400 requests. Frozen, full collections scan only what requests
+    leave behind: 7-31 ms. The URLconf (and every module it imports) is loaded first, for the same
+    reason and so that the first request does not pay for it."""
+    import_module(settings.ROOT_URLCONF)
+    gc.collect()
+    gc.freeze()
+
+
+_freeze_startup_objects()

@@ -3,10 +3,13 @@ Whole responses, streamed ones (exports, static files), request bodies, and the 
 (Django's request_finished) all go through as under asgiref's WsgiToAsgi."""
 
 import asyncio
+import gc
 import json
+import sys
 from unittest import mock
 
 from channels.testing import HttpCommunicator
+from django.conf import settings
 from django.core.signals import request_finished
 
 from anomalyhub.asgi import PooledWsgiToAsgi, application
@@ -77,3 +80,10 @@ def test_daphne_leaves_form_bodies_to_django():
     from daphne.http_protocol import WebRequest
 
     assert WebRequest(mock.MagicMock())._parsePOSTFormSubmission is False
+
+
+def test_the_loaded_code_is_out_of_the_collectors_sight():
+    """Full collections walk only what requests leave behind, not the whole loaded code (see
+    anomalyhub.asgi._freeze_startup_objects): importing the app froze it, URLconf included."""
+    assert settings.ROOT_URLCONF in sys.modules
+    assert gc.get_freeze_count() > 50_000
