@@ -58,17 +58,36 @@ def claim(purpose: str, series_ids: list[int], spans: dict[int, tuple[int, int]]
     if client is None:
         return _LOCAL.claim(purpose, series_ids, spans)
     key = cache.make_and_validate_key
-    pipe = client.pipeline(transaction=False)
-    for series_id, (lo, hi) in spans.items():
-        name = key(_span(purpose, series_id))
-        # ZADD LT/GT keep the smaller start and the larger end (µs fit a double's 53 bits).
-        pipe.zadd(name, {"lo": lo}, lt=True)
-        pipe.zadd(name, {"hi": hi}, gt=True)
-        pipe.expire(name, SPAN_SECONDS)
-    for series_id in series_ids:
-        pipe.set(key(_flag(purpose, series_id)), b"1", nx=True, ex=FLAG_SECONDS)
-    results = pipe.execute()[len(spans) * 3:]
-    return [series_id for series_id, fresh in zip(series_ids, results, strict=True) if fresh]
+    keys = [key(_span(purpose, series_id)) for series_id in spans] + \
+           [key(_flag(purpose, series_id)) for series_id in series_ids]
+    bounds = [bound for lo_hi in spans.values() for bound in lo_hi]
+    fresh = _claim_script(client)(keys=keys, args=[len(spans), SPAN_SECONDS, FLAG_SECONDS, *bounds])
+    return [series_ids[i - 1] for i in fresh]
+
+
+# claim() as one script: a pipeline of 4 commands per series cost ~2 ms of a 10-series ingest
+# request's CPU in redis-py's packing and parsing. ZADD LT/GT keep the smaller start and the
+# larger end (µs fit a double's 53 bits); returns the 1-based positions of the flags it set.
+_CLAIM_LUA = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  redis.call('ZADD', KEYS[i], 'LT', ARGV[2 + 2 * i], 'lo')
+  redis.call('ZADD', KEYS[i], 'GT', ARGV[3 + 2 * i], 'hi')
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+local fresh = {}
+for i = n + 1, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[3]) then fresh[#fresh + 1] = i - n end
+end
+return fresh
+"""
+
+
+def _claim_script(client):
+    script = getattr(client, "_coalesce_claim", None)
+    if script is None:
+        script = client._coalesce_claim = client.register_script(_CLAIM_LUA)
+    return script
 
 
 def release(purpose: str, series_ids: list[int]) -> dict[int, tuple[int, int] | None]:

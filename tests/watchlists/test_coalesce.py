@@ -1,0 +1,32 @@
+"""watchlists.coalesce claim/release against the real cache Redis (the script path), and the same
+behaviour from the in-process store of embedded mode."""
+
+import pytest
+
+from watchlists import coalesce
+
+
+@pytest.fixture(params=["redis", "local"])
+def store(request, monkeypatch):
+    if request.param == "local":
+        monkeypatch.setattr(coalesce, "_redis", lambda: None)
+        monkeypatch.setattr(coalesce, "_LOCAL", coalesce._LocalStore())
+    elif coalesce._redis() is None:
+        pytest.skip("the cache is not Redis")
+    return request.param
+
+
+def test_only_the_first_claim_of_a_series_queues_and_spans_widen_until_released(store):
+    assert coalesce.claim("t", [1, 2], {1: (100, 200), 2: (50, 60)}) == [1, 2]
+    assert coalesce.claim("t", [2, 3], {2: (40, 55), 3: (7, 8)}) == [3]
+    assert coalesce.claim("t", [1], {1: (150, 250)}) == []
+    assert coalesce.release("t", [1, 2, 3]) == {1: (100, 250), 2: (40, 60), 3: (7, 8)}
+    # Released: the next batch queues again, with a fresh span.
+    assert coalesce.claim("t", [1], {1: (300, 301)}) == [1]
+    assert coalesce.release("t", [1, 4]) == {1: (300, 301), 4: None}
+
+
+def test_flags_without_spans(store):
+    assert coalesce.claim("u", [5, 6]) == [5, 6]
+    assert coalesce.claim("u", [6, 7]) == [7]
+    assert coalesce.release("u", [5, 6, 7]) == {5: None, 6: None, 7: None}
