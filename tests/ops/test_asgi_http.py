@@ -43,7 +43,12 @@ def _wsgi_app(body: list):
 
 
 def _call(app, method, path, body=b"", headers=()):
-    return asyncio.run(HttpCommunicator(app, method, path, body=body, headers=list(headers)).get_response())
+    async def call():
+        communicator = HttpCommunicator(app, method, path, body=body, headers=list(headers))
+        response = await communicator.get_response()
+        await communicator.wait()  # the app returns once the response is closed in its thread
+        return response
+    return asyncio.run(call())
 
 
 def test_a_whole_response_keeps_status_headers_and_body():
