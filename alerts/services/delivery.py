@@ -20,6 +20,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ..metrics import DELIVERIES
 from ..models import Channel, DeliveryAttempt, Notification, WebhookEndpoint
 from ..transports import email as email_transport
 from ..transports import webhook as webhook_transport
@@ -111,8 +112,14 @@ def deliver_notification(*, notification_id: int, organization_id: int, now: dat
     return _finish(n, now, sent, error, latency_ms, rand)
 
 
-@transaction.atomic
 def _finish(n: Notification, now, sent: Sent | None, error: TransportError | None, latency_ms, rand) -> Outcome:
+    result = _record(n, now, sent, error, latency_ms, rand)
+    DELIVERIES.labels(n.channel, result.status).inc()  # sent | retry | failed
+    return result
+
+
+@transaction.atomic
+def _record(n: Notification, now, sent: Sent | None, error: TransportError | None, latency_ms, rand) -> Outcome:
     outcome = DeliveryAttempt.Outcome.SUCCESS if error is None else (
         DeliveryAttempt.Outcome.PERMANENT if error.permanent else DeliveryAttempt.Outcome.TRANSIENT)
     DeliveryAttempt.objects.create(

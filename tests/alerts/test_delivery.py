@@ -32,6 +32,13 @@ def _deliver(n, now):
 
 
 def test_a_receiver_failing_three_times_gets_the_notification_once_with_four_attempts_logged(org_a, alice, receiver):
+    from prometheus_client import REGISTRY
+
+    def counted(outcome):
+        labels = {"channel": "webhook", "outcome": outcome}
+        return REGISTRY.get_sample_value("anomalyhub_alert_deliveries_total", labels) or 0
+
+    before = counted("retry"), counted("sent")
     receiver.statuses = [500, 500, 500]
     n, endpoint = _webhook_notification(org_a, alice, receiver.url)
     now = timezone.now()
@@ -42,6 +49,7 @@ def test_a_receiver_failing_three_times_gets_the_notification_once_with_four_att
         n.refresh_from_db()
         now = max(now, n.due_at)
     assert outcomes == ["retry", "retry", "retry", "sent", "skipped", "skipped"]
+    assert (counted("retry") - before[0], counted("sent") - before[1]) == (3, 1)  # /metrics: by outcome
     assert n.status == "sent"
     attempts = list(DeliveryAttempt.objects.filter(notification=n).order_by("number"))
     assert [(a.number, a.status_code, a.outcome) for a in attempts] == [

@@ -30,6 +30,24 @@ def test_metrics_count_ingest_and_detection(alice_client, client, org_a, django_
         assert line in body, line
 
 
+def test_requests_are_timed_by_route_not_by_path(alice_client, client, org_a):
+    from prometheus_client import REGISTRY
+
+    def count(status):
+        labels = {"method": "GET", "route": "api/v1/series/(?P<pk>[^/.]+)/$", "status": status}
+        return REGISTRY.get_sample_value("anomalyhub_http_request_seconds_count", labels) or 0
+
+    series = [SeriesFactory(organization=org_a, symbol=f"r{i}") for i in range(2)]
+    ok, missing = count("2xx"), count("4xx")
+    for s in series:
+        assert alice_client.get(f"/api/v1/series/{s.pk}/").status_code == 200
+    assert alice_client.get("/api/v1/series/999999/").status_code == 404
+    assert (count("2xx"), count("4xx")) == (ok + 2, missing + 1)
+    body = client.get("/metrics").content.decode()
+    assert "anomalyhub_http_request_seconds_bucket" in body
+    assert f"/api/v1/series/{series[0].pk}/" not in body  # paths (ids) are never labels
+
+
 def test_metrics_need_the_token_when_one_is_set(client, settings):
     settings.METRICS_TOKEN = "s3cret"
     assert client.get("/metrics").status_code == 401
