@@ -177,7 +177,10 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
                 redis.restart(down_seconds=3)
                 restarted["outage"] = time.monotonic() - t0
 
-        stats = _ingest(server.base, key, series.pk, spikes, on_batch)
+        try:
+            stats = _ingest(server.base, key, series.pk, spikes, on_batch)
+        except AssertionError as exc:  # the server's own account of why it stopped answering
+            raise AssertionError(f"{exc}\n--- manage.py serve output (tail) ---\n{server.output()}") from None
 
         def settled():
             stored = set(Anomaly.objects.filter(series=series).values_list("pk", flat=True))
