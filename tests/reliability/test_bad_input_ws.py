@@ -43,10 +43,25 @@ def _stored():
     return Series.objects.count(), Watchlist.objects.count(), Anomaly.objects.count()
 
 
-async def _connect(key):
-    client = WebsocketCommunicator(application, LIVE, headers=[(b"authorization", f"Bearer {key}".encode())])
+async def _opened(key, path=LIVE, **kwargs) -> WebsocketCommunicator:
+    """A socket authenticated with the key, accepted by the server."""
+    client = WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {key}".encode())],
+                                   **kwargs)
     assert (await client.connect(timeout=5))[0]
+    return client
+
+
+async def _connect(key):
+    client = await _opened(key)
     assert (await client.receive_json_from(timeout=5))["type"] == "welcome"
+    return client
+
+
+async def _graphql_socket(key, init: bool = True):
+    client = await _opened(key, "/graphql/", subprotocols=["graphql-transport-ws"])
+    if init:
+        await client.send_json_to({"type": "connection_init", "payload": {}})
+        assert (await client.receive_json_from(timeout=5))["type"] == "connection_ack"
     return client
 
 
@@ -111,9 +126,7 @@ async def test_graphql_socket_garbage_is_closed_with_a_protocol_error(clean_stor
     codes = {}
     for name, frame in {"not JSON": {"text_data": "{nope"}, "unknown message type": {"text_data": '{"type": "x"}'},
                         "binary frame": {"bytes_data": b"\x00\x01"}}.items():
-        client = WebsocketCommunicator(application, "/graphql/", subprotocols=["graphql-transport-ws"],
-                                       headers=[(b"authorization", f"Bearer {key}".encode())])
-        assert (await client.connect(timeout=5))[0]
+        client = await _graphql_socket(key, init=False)
         await client.send_to(**frame)
         closed = await client.receive_output(timeout=5)
         assert closed["type"] == "websocket.close" and 4400 <= closed["code"] < 4500, (name, closed)
@@ -121,15 +134,6 @@ async def test_graphql_socket_garbage_is_closed_with_a_protocol_error(clean_stor
     assert await _stored() == before
     record("Bad input", "WebSocket GraphQL: garbage frames",
            outcome=", ".join(f"{n}: close {c}" for n, c in codes.items()), stored_changed=0)
-
-
-async def _graphql_socket(key):
-    client = WebsocketCommunicator(application, "/graphql/", subprotocols=["graphql-transport-ws"],
-                                   headers=[(b"authorization", f"Bearer {key}".encode())])
-    assert (await client.connect(timeout=5))[0]
-    await client.send_json_to({"type": "connection_init", "payload": {}})
-    assert (await client.receive_json_from(timeout=5))["type"] == "connection_ack"
-    return client
 
 
 async def test_graphql_socket_floods_and_oversized_frames_are_closed(clean_store):
