@@ -7,6 +7,24 @@ class Pagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 1000
 
+    def paginate_queryset(self, queryset, request, view=None):
+        """DRF's, except that the page is read first: a page shorter than the limit (the common case
+        for series, watchlists and most filtered lists) already tells the total, so the COUNT query
+        is only run when the page is full or past the end. Same count, next/previous and results."""
+        self.request = request
+        self.limit = self.get_limit(request)
+        if self.limit is None:
+            return None
+        self.offset = self.get_offset(request)
+        page = list(queryset[self.offset:self.offset + self.limit])
+        if 0 < len(page) < self.limit or (not page and self.offset == 0):
+            self.count = self.offset + len(page)
+        else:
+            self.count = self.get_count(queryset)
+        if self.count > self.limit and self.template is not None:
+            self.display_page_controls = True
+        return page
+
     def get_paginated_response(self, data):
         response = super().get_paginated_response(data)
         response.data["limit"] = self.limit
