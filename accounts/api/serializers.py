@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Invitation, Membership, Organization, Role, User
+from .base import ModelSerializer
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "name", "time_zone", "date_joined"]
@@ -33,7 +34,7 @@ class EmailSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(ModelSerializer):
     role = serializers.SerializerMethodField()
 
     class Meta:
@@ -52,7 +53,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
         return roles.get(org.pk)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(ModelSerializer):
     user = UserSerializer(read_only=True)
     role = serializers.ChoiceField(choices=Role.choices)
 
@@ -62,7 +63,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "user", "created_at"]
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(ModelSerializer):
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
     class Meta:
@@ -75,7 +76,7 @@ class AcceptInvitationSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=256)
 
 
-class ApiKeySerializer(serializers.ModelSerializer):
+class ApiKeySerializer(ModelSerializer):
     scope = serializers.ChoiceField(choices=ApiKeyScope.choices, default=ApiKeyScope.READ)
     name = serializers.CharField(max_length=100)
 
@@ -105,7 +106,7 @@ class TicketSerializer(serializers.Serializer):
     expires_in = serializers.IntegerField()
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "created_at", "action", "actor_label", "target_type", "target_id", "target_label", "ip",

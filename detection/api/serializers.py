@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
+from accounts.api.base import ModelSerializer
 from accounts.api.fields import TenantPrimaryKeyRelatedField
 from watchlists.models import Series, Watchlist
 
 from ..models import Anomaly, Detector, Feedback, ModelVersion, Rule, Severity, TrainingRun
 
 
-class RuleSerializer(serializers.ModelSerializer):
+class RuleSerializer(ModelSerializer):
     series = TenantPrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
     watchlist = TenantPrimaryKeyRelatedField(queryset=Watchlist.objects.all(), required=False, allow_null=True)
     metrics = serializers.CharField(max_length=8000)
@@ -33,7 +34,7 @@ class BacktestQuerySerializer(serializers.Serializer):
         return data
 
 
-class AnomalySerializer(serializers.ModelSerializer):
+class AnomalySerializer(ModelSerializer):
     symbol = serializers.CharField(source="series.symbol", read_only=True)
 
     class Meta:
@@ -58,7 +59,7 @@ class AnomalyFilterSerializer(serializers.Serializer):
     end = serializers.DateTimeField(required=False)
 
 
-class DetectorSerializer(serializers.ModelSerializer):
+class DetectorSerializer(ModelSerializer):
     series = TenantPrimaryKeyRelatedField(queryset=Series.objects.all())
     benchmark = TenantPrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
     kind = serializers.ChoiceField(choices=["robust_zscore", "isolation_forest", "lstm_forecast", "ensemble"],
@@ -83,7 +84,7 @@ class DetectorSerializer(serializers.ModelSerializer):
         return TrainingRunSerializer(runs[-1]).data if runs else None
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "detector", "version", "params", "train_start", "train_end", "train_points", "validation",
@@ -91,7 +92,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TrainingRunSerializer(serializers.ModelSerializer):
+class TrainingRunSerializer(ModelSerializer):
     model_version = serializers.SlugRelatedField(slug_field="version", read_only=True)
 
     class Meta:

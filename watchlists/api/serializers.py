@@ -1,12 +1,14 @@
 from django.db.models import prefetch_related_objects
 from rest_framework import serializers
 
+from accounts.api.base import ModelSerializer
+
 from ..models import Series, SeriesKind, Watchlist
 from ..providers.models import SeriesProvider
 from ..services import series_timezone
 
 
-class SeriesProviderStatusSerializer(serializers.ModelSerializer):
+class SeriesProviderStatusSerializer(ModelSerializer):
     """Where the series' data comes from and why it stopped (`last_error`: rate limit, bad key,
     a malformed payload of which nothing was stored). Null for series fed only by uploads."""
 
@@ -23,7 +25,7 @@ class SeriesListSerializer(serializers.ListSerializer):
         return super().to_representation(items)
 
 
-class SeriesSerializer(serializers.ModelSerializer):
+class SeriesSerializer(ModelSerializer):
     kind = serializers.ChoiceField(choices=SeriesKind.choices, default=SeriesKind.BAR)
     timezone = serializers.SerializerMethodField()
     bar_seconds = serializers.IntegerField(min_value=1, max_value=86400 * 31, allow_null=True, required=False)
@@ -40,7 +42,7 @@ class SeriesSerializer(serializers.ModelSerializer):
         return series_timezone(series)
 
 
-class WatchlistSerializer(serializers.ModelSerializer):
+class WatchlistSerializer(ModelSerializer):
     series = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=5000,
                                    write_only=True, help_text="Series ids; replaces the watchlist's series.")
 

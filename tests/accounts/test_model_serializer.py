@@ -1,0 +1,39 @@
+"""accounts.api.base.ModelSerializer builds the fields it derives from the model once per class;
+every instance still gets its own field objects, bound to it (so to its context)."""
+
+import pytest
+from rest_framework import serializers
+
+from accounts.api.serializers import NewApiKeySerializer, OrganizationSerializer
+from detection.api.serializers import AnomalySerializer
+
+
+def test_model_fields_are_built_once_per_class(monkeypatch):
+    OrganizationSerializer().fields  # noqa: B018 (built, if no test did before)
+    built = []
+    original = serializers.ModelSerializer.build_field
+    monkeypatch.setattr(serializers.ModelSerializer, "build_field",
+                        lambda self, *args: built.append(args[0]) or original(self, *args))
+    first, second = OrganizationSerializer(), OrganizationSerializer()
+    assert list(first.fields) == list(second.fields) == ["id", "name", "slug", "retention_days", "created_at", "role"]
+    assert built == []
+
+
+def test_each_instance_has_its_own_bound_fields():
+    first, second = AnomalySerializer(), AnomalySerializer()
+    for name in first.fields:
+        assert first.fields[name] is not second.fields[name]
+        assert first.fields[name].parent is first and second.fields[name].parent is second
+    # Meta.extra_kwargs still apply, on every instance.
+    assert OrganizationSerializer().fields["retention_days"].max_value == 36500
+
+
+def test_a_subclass_builds_its_own_fields():
+    assert "key" in NewApiKeySerializer().fields
+
+
+@pytest.mark.django_db
+def test_context_reaches_each_instance(org_a, org_b):
+    assert OrganizationSerializer(org_a, context={"roles": {org_a.pk: "owner"}}).data["role"] == "owner"
+    assert OrganizationSerializer(org_a, context={"roles": {org_a.pk: "viewer"}}).data["role"] == "viewer"
+    assert OrganizationSerializer(org_b, context={"roles": {}}).data["role"] is None
