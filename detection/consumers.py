@@ -85,6 +85,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.joined: dict[int, int] = {}  # series id -> how many subscriptions need its group
         self.next_id = 1
         self.received: deque[float] = deque()
+        # Read once per connection, not per event: a setting left unset costs an AttributeError
+        # inside Django's LazySettings on every lookup.
+        self.max_backlog = max_backlog(self.channel_layer)
         await self.accept()
         metrics.WS_CONNECTIONS.inc()
         self.counted = True
@@ -182,7 +185,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_event(self, message):
         """A point batch or an anomaly for one series: once per subscription that covers it,
         numbered per subscription so clients can see a gap and re-sync over REST."""
-        if self._backlog() > max_backlog(self.channel_layer):
+        if self._backlog() > self.max_backlog:
             # This connection's own queue overflows: drop it rather than buffer for it. Judged per
             # connection, not by the event's age, so a server that is behind as a whole (the
             # same delay for every client) does not drop healthy clients.
