@@ -1,4 +1,3 @@
-from django.db.models import prefetch_related_objects
 from rest_framework import serializers
 
 from accounts.api.base import ModelSerializer
@@ -18,13 +17,6 @@ class SeriesProviderStatusSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class SeriesListSerializer(serializers.ListSerializer):
-    def to_representation(self, data):
-        items = list(data.all() if hasattr(data, "all") else data)
-        prefetch_related_objects(items, "provider_link")  # one query for the page, not one per series
-        return super().to_representation(items)
-
-
 class SeriesSerializer(ModelSerializer):
     kind = serializers.ChoiceField(choices=SeriesKind.choices, default=SeriesKind.BAR)
     timezone = serializers.SerializerMethodField()
@@ -36,7 +28,6 @@ class SeriesSerializer(ModelSerializer):
         fields = ["id", "symbol", "kind", "exchange", "name", "bar_seconds", "timezone", "created_at",
                   "last_point_at", "provider"]
         read_only_fields = ["id", "timezone", "created_at", "last_point_at", "provider"]
-        list_serializer_class = SeriesListSerializer
 
     def get_timezone(self, series) -> str:
         return series_timezone(series)

@@ -66,6 +66,8 @@ class SeriesViewSet(TenantViewSet):
 
     def get_queryset(self):
         qs = super().get_queryset()
+        if self.action in ("list", "retrieve"):
+            qs = qs.select_related("provider_link")  # the serializer's `provider`, in the same query
         symbol = self.request.query_params.get("symbol")
         return qs.filter(symbol=symbol) if symbol else qs
 
