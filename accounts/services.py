@@ -3,7 +3,6 @@
 import hmac
 import logging
 import secrets
-import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,6 +12,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.text import slugify
+
+from anomalyhub.localcache import TTLCache
 
 from . import audit
 from .errors import ConflictError, InvalidError, NotFoundError, PermissionDeniedError
@@ -189,17 +190,16 @@ def revoke_api_key(*, actor: Actor, key_id) -> ApiKey:
 # Every API request resolves its key, and the lookup was a third of a small request's time. Keys
 # resolved in this process are remembered for API_KEY_CACHE_SECONDS by the hash of the raw key
 # (only a caller holding the secret can hit an entry). Revoking, changing or deleting a key drops
-# it here at once (the receivers below); other processes stop accepting it within that time.
-_RESOLVED: dict[str, tuple[float, ApiKey]] = {}
-_RESOLVED_MAX = 10_000
+# it here at once (the receiver below); other processes stop accepting it within that time.
+_RESOLVED = TTLCache("API_KEY_CACHE_SECONDS", 5)
 
 
 def resolve_api_key(raw: str) -> ApiKey | None:
     """The active key for a raw `ahk_xxxxxxxx_secret` string, or None."""
     digest = hash_secret(raw)
     hit = _RESOLVED.get(digest)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
+    if hit is not None:
+        return hit
     prefix, sep, _ = raw[len(ApiKey.PREFIX):].partition("_")
     if not sep:
         return None
@@ -207,17 +207,13 @@ def resolve_api_key(raw: str) -> ApiKey | None:
            .filter(prefix=ApiKey.PREFIX + prefix, revoked_at__isnull=True).first())
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         return None
-    ttl = getattr(settings, "API_KEY_CACHE_SECONDS", 5)
-    if ttl > 0:
-        if len(_RESOLVED) >= _RESOLVED_MAX:
-            _RESOLVED.clear()
-        _RESOLVED[digest] = (time.monotonic() + ttl, key)
+    _RESOLVED.put(digest, key)
     return key
 
 
 @receiver([post_save, post_delete], sender=ApiKey)
 def _forget_resolved_key(sender, instance: ApiKey, **kwargs) -> None:
-    _RESOLVED.pop(instance.key_hash, None)
+    _RESOLVED.discard(instance.key_hash)
 
 
 @transaction.atomic

@@ -7,14 +7,17 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user
+from anomalyhub import localcache
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    # Throttle counters and cached state live in the (real) cache; tests must not share them.
+    # Throttle counters and cached state live in the (real) cache, resolved keys and series in
+    # per-process caches; tests must not share them.
     cache.clear()
+    localcache.clear_all()
     yield
 
 
