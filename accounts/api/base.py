@@ -72,8 +72,8 @@ class ModelSerializer(serializers.ModelSerializer):
 
     DRF rebuilds them for every serializer instance (model introspection, field kwargs, unique
     validators): about a third of the CPU of a small read such as /me/. What it builds depends on
-    the class alone (Meta and the model), so the first build is kept and each instance gets a deep
-    copy of it, exactly as DRF copies declared fields: fresh field objects, validators shared."""
+    the class alone (Meta and the model), so the first build is kept and each instance gets its own
+    copies of those unbound fields (see _field_copy)."""
 
     def get_fields(self):
         cls = type(self)
@@ -81,4 +81,15 @@ class ModelSerializer(serializers.ModelSerializer):
         if built is None:
             built = super().get_fields()
             cls._built_fields = built
-        return copy.deepcopy(built)
+        return {name: _field_copy(field) for name, field in built.items()}
+
+
+def _field_copy(field):
+    """A field of its own for one serializer instance. A field that holds other fields or
+    per-use state (a nested serializer, a list/dict field's `child`, a many-related field's
+    `child_relation`) is deep-copied, as DRF copies declared fields. Any other field is only
+    configured in __init__ and then bound (bind() sets field_name, parent, label, source on the
+    copy), so a shallow copy is as good and costs a tenth of DRF's re-construction."""
+    if isinstance(field, serializers.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation"):
+        return copy.deepcopy(field)
+    return copy.copy(field)

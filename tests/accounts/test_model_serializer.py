@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.api.serializers import NewApiKeySerializer, OrganizationSerializer
 from detection.api.serializers import AnomalySerializer
+from watchlists.api.serializers import SeriesSerializer, WatchlistSerializer
 
 
 def test_model_fields_are_built_once_per_class(monkeypatch):
@@ -26,6 +27,17 @@ def test_each_instance_has_its_own_bound_fields():
         assert first.fields[name].parent is first and second.fields[name].parent is second
     # Meta.extra_kwargs still apply, on every instance.
     assert OrganizationSerializer().fields["retention_days"].max_value == 36500
+
+
+def test_fields_holding_fields_are_copied_whole():
+    # A nested serializer and a list field's child are per-instance too, bound to their own parent.
+    first, second = SeriesSerializer(), SeriesSerializer()
+    assert first.fields["provider"] is not second.fields["provider"]
+    assert first.fields["provider"].fields["provider"] is not second.fields["provider"].fields["provider"]
+    assert first.fields["provider"].fields["provider"].root is first
+    a, b = WatchlistSerializer(), WatchlistSerializer()
+    assert a.fields["series"].child is not b.fields["series"].child
+    assert a.fields["series"].child.parent is a.fields["series"]
 
 
 def test_a_subclass_builds_its_own_fields():
