@@ -2,6 +2,7 @@
 REDIS_URL set): it starts, serves HTTP and WebSockets, its workers answer, and Ctrl-C or SIGTERM
 stops every process it started (no orphans) with exit status 0."""
 
+import contextlib
 import http.client
 import os
 import signal
@@ -136,9 +137,28 @@ def test_it_refuses_to_start_without_a_broker(tmp_path):
     assert "serve needs REDIS_URL" in result.stderr
 
 
+def _established(pid: int, port: int) -> int:
+    """Client connections to `port` that process `pid` holds, from /proc (its socket inodes)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
 def test_web_only_runs_the_web_processes_alone(django_db_setup, tmp_path):
-    """docker's web container: `serve --web-only`, WEB_PROCESSES daphne processes on one socket and
-    nothing else (the workers and beat have containers of their own)."""
+    """docker's web container: `serve --web-only`, WEB_PROCESSES daphne processes on one port and
+    nothing else (the workers and beat have containers of their own). A burst of keep-alive
+    clients is spread over both processes (one shared socket gave one process ~80% of them), and a
+    second server on the same port is refused rather than let in by SO_REUSEPORT."""
     port = free_port()
     env = {**worker_env(), "WEB_PROCESSES": "2", "LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -154,6 +174,21 @@ def test_web_only_runs_the_web_processes_alone(django_db_setup, tmp_path):
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in processes]
         assert sum(b"-m daphne" in c for c in commands) == 2, commands
         assert not any(b"celery" in c for c in commands), commands
+
+        clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(40)]
+        for conn in clients:
+            conn.connect()
+        for conn in clients:  # keep-alive: each stays with the process that accepted it
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() is not None
+        held = sorted(_established(pid, port) for pid, c in zip(processes, commands, strict=True) if b"-m daphne" in c)
+        for conn in clients:
+            conn.close()
+        assert sum(held) == 40 and held[0] >= 8, f"connections per web process: {held}"
+
+        second = subprocess.run([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}", "--web-only"],
+                                cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "already in use" in second.stderr, second.stderr[-2000:]
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-3000:]
     finally:

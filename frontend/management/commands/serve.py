@@ -9,14 +9,18 @@ on its own, the others are stopped too and the exit status is 1, so a supervisor
 set. A clean stop exits 0.
 
 Every child runs in its own session, so a terminal's Ctrl-C reaches only this runner, which then
-stops the children in order; several daphne processes share one listening socket (`--fd`), which
-the kernel balances between them (--web-processes, default WEB_PROCESSES: 2 in production).
+stops the children in order. Several daphne processes serve one port (--web-processes, default
+WEB_PROCESSES: 2 in production), each on its own listening socket (`--fd`) bound with SO_REUSEPORT,
+so the kernel spreads new connections evenly between them. (One shared socket did not: Twisted
+accepts every pending connection in one go, so whichever process woke first took most of a burst
+of keep-alive clients, 43 of 54 under `make load`, and its one GIL became the bottleneck.)
 docker/compose.yaml runs the same commands, one per container; its web container is
 `serve --web-only` (the daphne processes alone).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,12 +69,34 @@ def celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "anomalyhub", *args]
 
 
-def process_table(*, listen_fd: int, web_processes: int, workers: list[tuple[str, int]], beat: bool,
+def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one address, one per web process, bound with SO_REUSEPORT.
+    SO_REUSEPORT would also let this join a port another server of the same user already holds
+    that way (a second `make run`, say): refused up front instead."""
+    if port:
+        with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
+            raise CommandError(f"{host}:{port} is already in use: stop what listens there, or give another port.")
+    out = []
+    try:
+        for _ in range(count):
+            sock = socket.create_server((host, port), backlog=1024, reuse_port=True)
+            sock.set_inheritable(True)
+            out.append(sock)
+            port = sock.getsockname()[1]  # port 0: the others join the port the first one got
+    except OSError:
+        for sock in out:
+            sock.close()
+        raise
+    return out
+
+
+def process_table(*, listen_fds: list[int], workers: list[tuple[str, int]], beat: bool,
                   schedule_file: str, node_suffix: str, log_level: str) -> list[Child]:
     children = [
-        Child(f"web.{i + 1}", [sys.executable, "-m", "daphne", "--fd", str(listen_fd), "-v", "0",
-                               "--proxy-headers", "anomalyhub.asgi:application"], pass_fds=(listen_fd,))
-        for i in range(web_processes)
+        Child(f"web.{i + 1}", [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0",
+                               "--proxy-headers", "anomalyhub.asgi:application"], pass_fds=(fd,))
+        for i, fd in enumerate(listen_fds)
     ]
     for queues, concurrency in workers:
         group = queues.replace(",", "-")
@@ -106,8 +132,7 @@ class Command(BaseCommand):
             raise CommandError("--web-processes must be at least 1")
         host, _, port = addrport.rpartition(":")
         self.stop_requested = 0
-        listener = socket.create_server((host or "127.0.0.1", int(port)), backlog=1024)
-        listener.set_inheritable(True)
+        sockets = listeners(host or "127.0.0.1", int(port), web_processes)
         workdir = tempfile.mkdtemp(prefix="anomalyhub-serve-")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "anomalyhub.settings"),
                "PYTHONUNBUFFERED": "1"}
@@ -116,7 +141,7 @@ class Command(BaseCommand):
             env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(workdir, "metrics")
             os.mkdir(env["PROMETHEUS_MULTIPROC_DIR"])
         children = process_table(
-            listen_fd=listener.fileno(), web_processes=web_processes,
+            listen_fds=[sock.fileno() for sock in sockets],
             workers=[] if web_only else parse_workers(workers), beat=not (no_beat or web_only),
             schedule_file=os.path.join(workdir, "celerybeat-schedule"), node_suffix=str(os.getpid()), log_level=settings.LOG_LEVEL.lower())
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -126,14 +151,16 @@ class Command(BaseCommand):
                 child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, env=env, pass_fds=child.pass_fds,
                                               start_new_session=True)
                 self.stdout.write(f"serve: started {child.name} (pid {child.proc.pid})")
-            listener.close()  # the daphne processes hold their own copies
+            for sock in sockets:
+                sock.close()  # the daphne processes hold their own copies
             self._announce(host or "127.0.0.1", port, children)
             status = self._supervise(children)
         finally:
             clean = self._stop(children, grace)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            listener.close()
+            for sock in sockets:
+                sock.close()
             shutil.rmtree(workdir, ignore_errors=True)
         if status or not clean:
             sys.exit(1)
