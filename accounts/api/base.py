@@ -67,13 +67,14 @@ class TenantListCreateDestroyViewSet(ActorMixin, mixins.ListModelMixin, mixins.R
         return self.queryset.for_actor(self.actor, "view")
 
 
-class ModelSerializer(serializers.ModelSerializer):
-    """DRF's ModelSerializer, with the fields it derives from the model built once per class.
+class _FieldsBuiltOnce:
+    """A serializer's fields, built once per class instead of once per instance.
 
-    DRF rebuilds them for every serializer instance (model introspection, field kwargs, unique
-    validators): about a third of the CPU of a small read such as /me/. What it builds depends on
-    the class alone (Meta and the model), so the first build is kept and each instance gets its own
-    copies of those unbound fields (see _field_copy)."""
+    DRF deep-copies the declared fields for every serializer instance, and a ModelSerializer also
+    derives its other fields from the model each time (introspection, field kwargs, unique
+    validators): about a third of the CPU of a small read such as /me/. What gets built depends on
+    the class alone (its declarations, Meta and the model), so the first build is kept and each
+    instance gets its own copies of those unbound fields (see _field_copy)."""
 
     def get_fields(self):
         cls = type(self)
@@ -82,6 +83,14 @@ class ModelSerializer(serializers.ModelSerializer):
             built = super().get_fields()
             cls._built_fields = built
         return {name: _field_copy(field) for name, field in built.items()}
+
+
+class Serializer(_FieldsBuiltOnce, serializers.Serializer):
+    pass
+
+
+class ModelSerializer(_FieldsBuiltOnce, serializers.ModelSerializer):
+    pass
 
 
 def _field_copy(field):

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Invitation, Membership, Organization, Role, User
-from .base import ModelSerializer
+from .base import ModelSerializer, Serializer
 
 
 class UserSerializer(ModelSerializer):
@@ -11,26 +11,26 @@ class UserSerializer(ModelSerializer):
         read_only_fields = ["id", "email", "date_joined"]
 
 
-class SignupSerializer(serializers.Serializer):
+class SignupSerializer(Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True)
 
 
-class SignupResultSerializer(serializers.Serializer):
+class SignupResultSerializer(Serializer):
     email = serializers.EmailField()
     verification = serializers.CharField(help_text='"sent": follow the link emailed to you, then sign in.')
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True)
 
 
-class KeySerializer(serializers.Serializer):
+class KeySerializer(Serializer):
     key = serializers.CharField(max_length=512)
 
 
-class EmailSerializer(serializers.Serializer):
+class EmailSerializer(Serializer):
     email = serializers.EmailField(max_length=254)
 
 
@@ -72,7 +72,7 @@ class InvitationSerializer(ModelSerializer):
         read_only_fields = ["id", "created_at", "expires_at", "accepted_at"]
 
 
-class AcceptInvitationSerializer(serializers.Serializer):
+class AcceptInvitationSerializer(Serializer):
     token = serializers.CharField(max_length=256)
 
 
@@ -93,7 +93,7 @@ class NewApiKeySerializer(ApiKeySerializer):
         fields = ApiKeySerializer.Meta.fields + ["key"]
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(Serializer):
     user = UserSerializer(allow_null=True)
     organization = OrganizationSerializer(allow_null=True)
     role = serializers.CharField(allow_null=True)
@@ -101,7 +101,7 @@ class MeSerializer(serializers.Serializer):
     actions = serializers.ListField(child=serializers.CharField())
 
 
-class TicketSerializer(serializers.Serializer):
+class TicketSerializer(Serializer):
     ticket = serializers.CharField()
     expires_in = serializers.IntegerField()
 
@@ -114,6 +114,6 @@ class AuditEventSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class DeleteAccountSerializer(serializers.Serializer):
+class DeleteAccountSerializer(Serializer):
     password = serializers.CharField(max_length=128, write_only=True,
                                      help_text="Your current password, to confirm it is you.")

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.api.base import ModelSerializer
+from accounts.api.base import ModelSerializer, Serializer
 from accounts.api.fields import TenantPrimaryKeyRelatedField
 from watchlists.models import Series, Watchlist
 
@@ -24,7 +24,7 @@ class RuleSerializer(ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
-class BacktestQuerySerializer(serializers.Serializer):
+class BacktestQuerySerializer(Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
 
@@ -44,11 +44,11 @@ class AnomalySerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class FeedbackSerializer(serializers.Serializer):
+class FeedbackSerializer(Serializer):
     label = serializers.ChoiceField(choices=Feedback.choices)
 
 
-class AnomalyFilterSerializer(serializers.Serializer):
+class AnomalyFilterSerializer(Serializer):
     series = serializers.IntegerField(required=False, min_value=1)
     watchlist = serializers.IntegerField(required=False, min_value=1)
     rule = serializers.IntegerField(required=False, min_value=1)
@@ -102,6 +102,6 @@ class TrainingRunSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class TrainRequestSerializer(serializers.Serializer):
+class TrainRequestSerializer(Serializer):
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)

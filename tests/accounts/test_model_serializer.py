@@ -1,11 +1,11 @@
-"""accounts.api.base.ModelSerializer builds the fields it derives from the model once per class;
-every instance still gets its own field objects, bound to it (so to its context)."""
+"""accounts.api.base's Serializer and ModelSerializer build their fields once per class; every
+instance still gets its own field objects, bound to it (so to its context)."""
 
 import pytest
 from rest_framework import serializers
 
 from accounts.api.serializers import NewApiKeySerializer, OrganizationSerializer
-from detection.api.serializers import AnomalySerializer
+from detection.api.serializers import AnomalyFilterSerializer, AnomalySerializer
 from watchlists.api.serializers import SeriesSerializer, WatchlistSerializer
 
 
@@ -49,3 +49,10 @@ def test_context_reaches_each_instance(org_a, org_b):
     assert OrganizationSerializer(org_a, context={"roles": {org_a.pk: "owner"}}).data["role"] == "owner"
     assert OrganizationSerializer(org_a, context={"roles": {org_a.pk: "viewer"}}).data["role"] == "viewer"
     assert OrganizationSerializer(org_b, context={"roles": {}}).data["role"] is None
+
+
+def test_plain_serializers_validate_per_instance():
+    good, bad = AnomalyFilterSerializer(data={"series": "3"}), AnomalyFilterSerializer(data={"series": "0"})
+    assert good.is_valid() and good.validated_data == {"series": 3}
+    assert not bad.is_valid() and list(bad.errors) == ["series"]
+    assert good.fields["series"] is not bad.fields["series"] and good.fields["series"].parent is good

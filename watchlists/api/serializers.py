@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.api.base import ModelSerializer
+from accounts.api.base import ModelSerializer, Serializer
 
 from ..models import Series, SeriesKind, Watchlist
 from ..providers.models import SeriesProvider
@@ -48,7 +48,7 @@ class WatchlistSerializer(ModelSerializer):
         return data
 
 
-class PointsQuerySerializer(serializers.Serializer):
+class PointsQuerySerializer(Serializer):
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)
     resolution = serializers.ChoiceField(choices=["raw", "1m", "5m", "1h"], default="raw")
@@ -56,7 +56,7 @@ class PointsQuerySerializer(serializers.Serializer):
     time_format = serializers.ChoiceField(choices=["iso", "epoch_ms"], default="iso")
 
 
-class IngestResultSerializer(serializers.Serializer):
+class IngestResultSerializer(Serializer):
     series_id = serializers.IntegerField()
     received = serializers.IntegerField()
     stored = serializers.IntegerField()
@@ -65,6 +65,6 @@ class IngestResultSerializer(serializers.Serializer):
     last_ts = serializers.CharField(allow_null=True)
 
 
-class MultiIngestSerializer(serializers.Serializer):
+class MultiIngestSerializer(Serializer):
     points = serializers.DictField(child=serializers.ListField(child=serializers.JSONField()),
                                    help_text='{"SPY": [{"ts": "...", "price": 1, "size": 100}], ...}')
