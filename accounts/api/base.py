@@ -67,15 +67,16 @@ class TenantListCreateDestroyViewSet(ActorMixin, mixins.ListModelMixin, mixins.R
         return self.queryset.for_actor(self.actor, "view")
 
 
+# A serializer's fields, built once per class instead of once per instance.
+#
+# DRF deep-copies the declared fields for every serializer instance, and a ModelSerializer also
+# derives its other fields from the model each time (introspection, field kwargs, unique
+# validators): about a third of the CPU of a small read such as /me/. What gets built depends on
+# the class alone (its declarations, Meta and the model), so the first build is kept and each
+# instance gets its own copies of those unbound fields (see _field_copy).
+# (Comments, not docstrings: drf-spectacular would show an inherited docstring in the OpenAPI
+# description of every serializer that has none of its own.)
 class _FieldsBuiltOnce:
-    """A serializer's fields, built once per class instead of once per instance.
-
-    DRF deep-copies the declared fields for every serializer instance, and a ModelSerializer also
-    derives its other fields from the model each time (introspection, field kwargs, unique
-    validators): about a third of the CPU of a small read such as /me/. What gets built depends on
-    the class alone (its declarations, Meta and the model), so the first build is kept and each
-    instance gets its own copies of those unbound fields (see _field_copy)."""
-
     def get_fields(self):
         cls = type(self)
         built = cls.__dict__.get("_built_fields")
