@@ -35,7 +35,7 @@ class BacktestQuerySerializer(Serializer):
 
 
 class AnomalySerializer(ModelSerializer):
-    symbol = serializers.CharField(source="series.symbol", read_only=True)
+    symbol = serializers.CharField(read_only=True)  # annotated by the viewset's queryset
 
     class Meta:
         model = Anomaly

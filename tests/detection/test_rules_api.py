@@ -131,6 +131,8 @@ def test_feedback_labels_and_filters(alice_client, bob_client, example_rule, sen
                            format="json").status_code == 403
     r = alice_client.post(f"/api/v1/anomalies/{first['id']}/feedback/", {"label": "false_alarm"}, format="json")
     assert r.status_code == 200 and r.json()["feedback"] == "false_alarm"
+    assert r.json() == alice_client.get(f"/api/v1/anomalies/{first['id']}/").json()
+    assert r.json()["symbol"] == first["symbol"] and first["symbol"]
     assert len(_anomalies(alice_client, feedback="false_alarm")) == 1
     assert len(_anomalies(alice_client, feedback="none")) == 3
     assert len(_anomalies(alice_client, source="rule")) == 4
