@@ -97,9 +97,11 @@ class ModelSerializer(_FieldsBuiltOnce, serializers.ModelSerializer):
 def _field_copy(field):
     """A field of its own for one serializer instance. A field that holds other fields or
     per-use state (a nested serializer, a list/dict field's `child`, a many-related field's
-    `child_relation`) is deep-copied, as DRF copies declared fields. Any other field is only
-    configured in __init__ and then bound (bind() sets field_name, parent, label, source on the
-    copy), so a shallow copy is as good and costs a tenth of DRF's re-construction."""
-    if isinstance(field, serializers.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation"):
+    `child_relation`) or a mutable default (handed out as is by get_default) is deep-copied, as
+    DRF copies declared fields. Any other field is only configured in __init__ and then bound
+    (bind() sets field_name, parent, label, source on the copy), so a shallow copy is as good and
+    costs a tenth of DRF's re-construction."""
+    if (isinstance(field, serializers.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation")
+            or isinstance(field.default, list | dict | set)):
         return copy.deepcopy(field)
     return copy.copy(field)

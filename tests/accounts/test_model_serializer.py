@@ -40,6 +40,18 @@ def test_fields_holding_fields_are_copied_whole():
     assert a.fields["series"].child.parent is a.fields["series"]
 
 
+def test_a_mutable_default_is_not_shared():
+    from accounts.api.base import Serializer
+
+    class Tags(Serializer):
+        tags = serializers.JSONField(default=[])
+
+    first, second = Tags(data={}), Tags(data={})
+    assert first.is_valid() and second.is_valid()
+    first.validated_data["tags"].append("changed")
+    assert second.validated_data["tags"] == [] and Tags().fields["tags"].default == []
+
+
 def test_a_subclass_builds_its_own_fields():
     assert "key" in NewApiKeySerializer().fields
 
