@@ -101,6 +101,8 @@ def _fast_string_times(column: pd.Series) -> np.ndarray | None:
         lines = (",\n".join(values) + ",").encode("ascii")
     except UnicodeEncodeError:
         return None
+    if lines.count(b",") != len(values):
+        return None  # a value holding a comma: the CSV parser would read its first field only
     times = fast_csv_times(lines)
     # A value holding a line break would split into two lines: then it is not the regular case.
     return times if times is not None and len(times) == len(values) else None

@@ -74,3 +74,12 @@ def test_a_rule_violation_still_names_the_row():
     with pytest.raises(ingest.BatchInvalid) as info:
         ingest.points_from_json(rows, "trade")
     assert info.value.details["errors"] == [{"row": 2, "column": "price", "reason": "price must be positive"}]
+
+
+@pytest.mark.parametrize("ts", ["2024-01-02T14:30:00Z,garbage", "2024-01-02T14:30:00Z, 99 bottles"])
+def test_a_time_with_anything_after_a_comma_is_an_error_on_both_paths(ts):
+    rows = [{"ts": ts, "price": 1.0, "size": 1}]
+    assert ingest._regular_json(rows, "trade") is None
+    with pytest.raises(ingest.BatchInvalid) as info:
+        ingest.points_from_json(rows, "trade")
+    assert info.value.details["errors"][0]["column"] == "ts"
