@@ -1,12 +1,45 @@
 """The Celery app. Queues: ingest, detect (CPU, prefetch 1), train (CPU, long), alerts (I/O)."""
 
 import os
+from contextlib import suppress
+from queue import Empty
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anomalyhub.settings")
+
+
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, whose close() also runs to the end when Redis has just gone away.
+
+    Why: a worker waiting in BRPOP when Redis drops lost the whole `serve` set. kombu's close()
+    first reads the reply of the BRPOP in flight; that read raises ConnectionError, so close()
+    stops before it marks the channel closed. Celery's reconnect path closes the connection twice
+    (Consumer.on_connection_error_after_connected: collect(), which swallows that error and
+    detaches the transport, then close()); the second channel close() then restores the worker's
+    unacknowledged messages (every countdown task it holds, e.g. the rollup refreshes) through the
+    detached transport: AttributeError "'NoneType' object has no attribute 'hostname'", which no
+    one catches, so the worker exits 1 ("Unrecoverable error") and serve stops everything.
+
+    Reading that reply with broker errors ignored lets the first close() mark the channel closed
+    before its restore (which fails while Redis is down; kombu ignores that), so the second does
+    nothing. Unrestored messages stay in Redis' unacked index until the visibility timeout; a Redis
+    that restarted empty lost them anyway, and the beat sweeps redo that work.
+    tests/reliability/test_faults_redis.py makes this moment happen."""
+
+    def close(self):
+        if self._in_poll:
+            with suppress(Empty, *self.connection_errors):
+                self._brpop_read()
+        super().close()
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
+
 
 app = Celery("anomalyhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -132,6 +132,8 @@ else:
 
 # --- Celery ------------------------------------------------------------------------
 CELERY_BROKER_URL = _redis_db(REDIS_URL, 0) if REDIS_URL else "memory://localhost/"
+# kombu's Redis transport with a channel that survives Redis going away (anomalyhub/celery.py).
+CELERY_BROKER_TRANSPORT = "anomalyhub.celery:RedisTransport" if REDIS_URL else None
 CELERY_RESULT_BACKEND = None
 # Embedded mode runs tasks in-process; tests may also force it.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)

@@ -10,17 +10,26 @@ anomaly must still reach both clients, be dispatched, and every alert written mu
 
 The pub/sub layer re-subscribes by itself, so sockets stay open and no client sees a gap: the
 anomalies whose publish failed during the outage reach them only because the outbox keeps them
-unpublished until the detection sweep re-sends them."""
+unpublished until the detection sweep re-sends them.
+
+Every `serve` child must outlive the restart: if one exits, serve stops them all and the feed is
+gone. A Celery worker waiting in BRPOP while it held a countdown task (acknowledged only when it
+runs, as every rollup refresh is held for ROLLUP_DELAY_SECONDS) used to exit on the drop: the
+first test hit that moment about once in six runs, the second makes it happen on purpose
+(anomalyhub/celery.py, RedisChannel)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import redis as redis_py
 import requests
+from celery import Celery
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
@@ -31,7 +40,7 @@ from alerts.models import DispatchedAnomaly, Notification, Target
 from detection.models import Anomaly, Rule
 from tests.alerts.factories import endpoint_for, subscription_for
 from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
-from tests.workers import wait_for, worker_env
+from tests.workers import queued_for_real, wait_for, worker_env
 
 from .fake_receiver import Receiver
 from .private_services import AppServer, PrivateRedis, app_env
@@ -238,6 +247,51 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
     assert dispatched == len(anomalies)
     assert notifications.count() == len(sent_ids) == figures["delivered"] > 0
     assert 0 < restarted["before"] < len(spikes), "Redis must restart mid-stream for this test to mean anything"
+
+
+def test_workers_holding_unacknowledged_tasks_outlive_a_redis_restart():
+    """Each worker holds a countdown task (delivered, unacknowledged until due) and waits in BRPOP
+    when Redis is SIGKILLed. Both must reconnect and answer again, and serve keep running: before
+    the fix both logged "Unrecoverable error: AttributeError(... 'hostname')" and exited 1."""
+    redis = PrivateRedis()
+    server = AppServer(app_env(worker_env()["DATABASE_URL"], redis.url()), workers="ingest,detect:1 alerts:1")
+    broker_url = redis.url()  # the broker is REDIS_URL's own db (settings._redis_db offset 0)
+    broker = redis_py.Redis.from_url(broker_url)
+    # Not the current app: shared tasks that later tests queue would go to this dead broker.
+    pinger = Celery(broker=broker_url, set_as_current=False)
+    broker_errors = pinger.connection_for_write().connection_errors
+    answered: set[str] = set()
+
+    def both_answer() -> bool:
+        try:
+            answered.update(name for reply in pinger.control.ping(timeout=1.0) for name in reply)
+        except broker_errors:
+            pass
+        return len(answered) == 2
+
+    try:
+        wait_for(both_answer, 60, interval=0.5, message="both workers to answer a ping")
+        with queued_for_real() as app, app.connection_for_write(broker_url) as conn, conn.Producer() as producer:
+            for task in ("detection.sweep", "alerts.sweep"):  # one per worker, by the app's routes
+                app.send_task(task, countdown=600, producer=producer)
+        wait_for(lambda: broker.hlen("unacked") == 2, 30, message="each worker to hold its countdown task")
+        time.sleep(0.5)  # both back in BRPOP, waiting for more
+
+        redis.restart(down_seconds=1)
+
+        answered.clear()
+        wait_for(lambda: server.proc.poll() is not None or both_answer(), 60, interval=0.5,
+                 message="both workers to answer again after the restart")
+        if server.proc.poll() is not None:
+            log = Path(server.log.name).read_text(errors="replace").splitlines()
+            raise AssertionError("manage.py serve stopped: " + "\n".join(
+                line for line in log if line.startswith("serve:") or "CRITICAL" in line))
+        assert requests.get(f"{server.base}/readyz", timeout=5).status_code == 200
+    finally:
+        pinger.close()
+        broker.close()
+        server.stop()
+        redis.close()
 
 
 def _count_points(series) -> int:
