@@ -213,7 +213,16 @@ def resolve_api_key(raw: str) -> ApiKey | None:
 
 @receiver([post_save, post_delete], sender=ApiKey)
 def _forget_resolved_key(sender, instance: ApiKey, **kwargs) -> None:
+    # Again at commit: another thread may have resolved the old row in between.
     _RESOLVED.discard(instance.key_hash)
+    transaction.on_commit(lambda: _RESOLVED.discard(instance.key_hash))
+
+
+@receiver(post_delete, sender=User)
+def _forget_deleted_users_keys(sender, instance: User, **kwargs) -> None:
+    # Their keys live on with created_by set to NULL by a bulk UPDATE (no signal): drop the cached
+    # copies, which still hold the deleted user.
+    _RESOLVED.discard_where(lambda _, key: key.created_by_id == instance.pk)
 
 
 @transaction.atomic

@@ -130,7 +130,7 @@ def save_watchlist(*, actor: Actor, watchlist: Watchlist | None = None, name: st
 # of this process are remembered for SERIES_CACHE_SECONDS: the query was ~2 ms of a 100-tick
 # POST, in front of detection. Saving or deleting a series drops its organization's entries here
 # (the receiver below); in other processes an entry may outlive a change by that time, so a stored
-# batch checks its series under lock (_advance_last_points) and stores nothing if one went away.
+# batch checks its series under lock (_advance_last_points) and stores nothing if one changed.
 _SERIES = TTLCache("SERIES_CACHE_SECONDS", 5)
 
 
@@ -158,8 +158,13 @@ def series_by_symbol(*, actor: Actor, symbols) -> dict[str, Series]:
 
 @receiver([post_save, post_delete], sender=Series)
 def _forget_series(sender, instance: Series, **kwargs) -> None:
-    # By organization: a renamed series' old symbol must go too, and changes are rare.
-    _SERIES.discard_where(lambda key, _: key[0] == instance.organization_id)
+    # By organization: a renamed series' old symbol must go too, and changes are rare. Again at
+    # commit: another thread may have cached the old row in between.
+    def forget():
+        _SERIES.discard_where(lambda key, _: key[0] == instance.organization_id)
+
+    forget()
+    transaction.on_commit(forget)
 
 
 @dataclass
@@ -242,22 +247,25 @@ def _advance_last_points(organization_id: int, announced) -> None:
     """Moves every series' last_point_at forward in one statement (one round trip per batch, not
     per series); in id order, so concurrent batches lock the rows in the same order.
 
-    The row locks also check that every series still exists with the kind its points were parsed
-    for: a series looked up from a cache (series_by_symbol) may have been deleted, or changed kind
-    before its first points, in another process. Then nothing is stored and the caller is told."""
-    latest = sorted({series.pk: (from_us(last), series.kind) for series, _, _, last in announced}.items())
+    The row locks also check that every series is still what its points were parsed and named for
+    (symbol, kind, exchange: its time zone): a series looked up from a cache (series_by_symbol)
+    may have been deleted, renamed or changed in another process. Then nothing is stored and the
+    caller is told."""
+    latest = {series.pk: (from_us(last), series) for series, _, _, last in announced}
+    rows = [(pk, t, s.kind, s.symbol, s.exchange) for pk, (t, s) in sorted(latest.items())]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
-                           "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[]) AS v(id, t, kind) "
-                           "WHERE s.id = v.id AND s.kind = v.kind AND s.organization_id = %s RETURNING s.id",
-                           [[k for k, _ in latest], [t for _, (t, _) in latest], [kind for _, (_, kind) in latest],
-                            organization_id])
+                           "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
+                           "AS v(id, t, kind, symbol, exchange) WHERE s.id = v.id AND s.organization_id = %s "
+                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id",
+                           [*map(list, zip(*rows, strict=True)), organization_id])
             found = {row[0] for row in cursor.fetchall()}
     else:
         found = set()
-        for series_id, (last_dt, kind) in latest:
-            current = list(Series.objects.filter(pk=series_id, organization_id=organization_id, kind=kind)
+        for series_id, last_dt, kind, symbol, exchange in rows:
+            current = list(Series.objects.filter(pk=series_id, organization_id=organization_id, kind=kind,
+                                                 symbol=symbol, exchange=exchange)
                            .values_list("last_point_at", flat=True)[:1])
             if current:
                 Series.objects.filter(pk=series_id).update(last_point_at=_later(current[0], last_dt))
@@ -265,9 +273,9 @@ def _advance_last_points(organization_id: int, announced) -> None:
     gone = sorted({series.symbol for series, *_ in announced if series.pk not in found})
     if gone:
         _SERIES.discard_where(lambda key, _: key[0] == organization_id)
-        raise UnknownSymbol(f"Series {', '.join(gone[:20])} changed while the batch was stored (deleted, or a new "
-                            "kind): nothing was stored. Check the series and send the batch again.",
-                            details={"symbols": gone[:100]})
+        raise UnknownSymbol(f"Series {', '.join(gone[:20])} changed while the batch was stored (deleted, renamed, "
+                            "or a new kind or exchange): nothing was stored. Check the series and send the batch "
+                            "again.", details={"symbols": gone[:100]})
 
 
 def _later(current, candidate):

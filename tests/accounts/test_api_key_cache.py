@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership, User
 from accounts.services import create_api_key, resolve_api_key, revoke_api_key
 from accounts.tenancy import actor_for_user
 
@@ -58,3 +58,14 @@ def test_over_rest_a_revoked_key_is_refused_on_its_next_request(raw_key, alice_c
 def test_a_wrong_secret_with_a_known_prefix_is_not_served_from_the_cache(raw_key):
     assert resolve_api_key(raw_key) is not None
     assert resolve_api_key(raw_key[:-1] + ("A" if raw_key[-1] != "A" else "B")) is None
+
+
+@pytest.mark.django_db
+def test_deleting_the_keys_creator_drops_the_cached_copies(alice, org_a):
+    creator = User.objects.create_user(email="leaver@example.com", password="pw-leaver-123456")
+    Membership.objects.create(user=creator, organization=org_a, role="admin")
+    _, raw = create_api_key(actor=actor_for_user(creator, org_a.pk), name="orphan", scope="read")
+    assert resolve_api_key(raw).created_by_id == creator.pk
+    creator.delete()  # created_by becomes NULL through a bulk UPDATE: no signal for the key
+    key = resolve_api_key(raw)
+    assert key is not None and key.created_by_id is None

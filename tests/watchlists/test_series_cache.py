@@ -94,3 +94,17 @@ def test_zero_seconds_turns_the_cache_off(alice_client, spy, settings):
     with CaptureQueriesContext(connection) as queries:
         assert _post(alice_client, rows=[{"ts": "2024-03-01T14:32:00Z", "price": 1, "size": 1}]).status_code == 201
     assert len(_series_reads(queries)) == 1
+
+
+@pytest.mark.parametrize("change", [{"symbol": "AAPL-OLD"}, {"exchange": "XLON"}])
+def test_a_series_renamed_or_moved_in_another_process_gets_nothing(alice_client, spy, change):
+    """The stale entry names series 7 'SPY'; another process renamed it (and may have created a new
+    'SPY'), or moved it to another exchange (naive times would be read in the wrong zone)."""
+    assert _post(alice_client).status_code == 201
+    stale = copy.copy(spy)
+    Series.objects.filter(pk=spy.pk).update(**change)  # no signal here: another process did it
+    _as_another_process_cached_it(stale)
+
+    r = _post(alice_client, rows=[{"ts": "2024-03-01T14:40:00Z", "price": 11, "size": 1}])
+    assert r.status_code == 400 and "nothing was stored" in r.json()["error"]["message"], r.content
+    assert count_rows("watchlists_tick", spy.pk) == 2
