@@ -63,6 +63,16 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _kill_all(runner: subprocess.Popen) -> None:
+    """After a failed test: the runner and every process below it (each child leads a session of
+    its own, so killing the runner's group alone would leave them running)."""
+    if runner.poll() is None:
+        for pid in _descendants(runner.pid) | {runner.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        runner.wait()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -124,9 +134,7 @@ def test_it_starts_serves_and_stops_every_process_cleanly(django_db_setup, ops_r
         assert b"every process stopped cleanly" in log.read_bytes()
         assert not _answers(port, "/healthz")
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait()
+        _kill_all(runner)
 
 
 def test_it_refuses_to_start_without_a_broker(tmp_path):
@@ -192,6 +200,4 @@ def test_web_only_runs_the_web_processes_alone(django_db_setup, tmp_path):
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-3000:]
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait()
+        _kill_all(runner)
