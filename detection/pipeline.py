@@ -67,8 +67,10 @@ def message_ids(ts_us: np.ndarray) -> np.ndarray:
 
 
 def stale_series() -> list[tuple[int, int]]:
-    """(series id, organization id) of series with points newer than their cursor and a rule."""
-    with_rules = Series.objects.filter(Q(rules__enabled=True) | Q(watchlists__rules__enabled=True),
+    """(series id, organization id) of series with points newer than their cursor and a rule or a
+    ready detector."""
+    with_rules = Series.objects.filter(Q(rules__enabled=True) | Q(watchlists__rules__enabled=True)
+                                       | Q(detectors__enabled=True, detectors__status=DetectorStatus.READY),
                                        last_point_at__isnull=False).distinct()
     out = []
     for series in with_rules.select_related("detection_cursor"):

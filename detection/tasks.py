@@ -33,7 +33,15 @@ def run_pending(organization_id: int) -> int:
     in one pass. Takes the set (and clears the flag) first, so points stored while it runs queue
     another run instead of being missed; a lost run is recovered by the sweep."""
     series_ids = coalesce.take_pending(DETECT, organization_id)
-    return pipeline.run_many(series_ids, organization_id) if series_ids else 0
+    if not series_ids:
+        return 0
+    try:
+        return pipeline.run_many(series_ids, organization_id)
+    except Exception:
+        # They were taken off the set: put them back (without queueing a run, so an error that
+        # repeats does not spin), for the retry, the next batch's run or the sweep to find.
+        coalesce.restore_pending(DETECT, organization_id, series_ids)
+        raise
 
 
 @shared_task(name="detection.sweep")

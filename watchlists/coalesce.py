@@ -126,6 +126,19 @@ def add_pending(purpose: str, organization_id: int, series_ids: list[int]) -> bo
     return bool(pipe.execute()[-1])
 
 
+def restore_pending(purpose: str, organization_id: int, series_ids: list[int]) -> None:
+    """Puts series taken by a run that failed back into the pending set, without queueing a run:
+    the next add_pending (a new batch) queues one that takes them too."""
+    client = _redis()
+    flag, members = _pending(purpose, organization_id)
+    if client is None:
+        with _LOCAL.lock:
+            _LOCAL.pending.setdefault(members, set()).update(series_ids)
+        return
+    key = cache.make_and_validate_key
+    client.pipeline(transaction=False).sadd(key(members), *series_ids).expire(key(members), SPAN_SECONDS).execute()
+
+
 def take_pending(purpose: str, organization_id: int) -> list[int]:
     """Clears the queued flag and takes the pending set, atomically."""
     client = _redis()

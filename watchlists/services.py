@@ -285,18 +285,33 @@ def _later(current, candidate):
 def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]]):
     """After commit, once for the whole batch: detection first (the anomaly path is the latency
     that matters), then live subscribers (one Redis round trip for every series), then rollups
-    (coalesced per series). Per series this used to be ~4 round trips; now it is ~4 per batch."""
+    (coalesced per series). Per series this used to be ~4 round trips; now it is ~4 per batch.
+
+    The batch is committed by now: a broker outage (Redis down or restarting) is logged, never
+    raised. A 500 for stored points would invite a resend, and a resend without an
+    Idempotency-Key stores the ticks twice. Detection that could not be queued is picked up by
+    the detection sweep (series whose points are ahead of their cursor)."""
     def send():
         from .tasks import enqueue_rollups
 
         spans = {series.pk: (first, last) for series, _, first, last in stored}
-        batch_stored.send(sender=Series, organization_id=organization_id, spans=spans)
+        _robustly(batch_stored, organization_id=organization_id, spans=spans)
         for series, points, first, last in stored:
-            points_stored.send(sender=Series, organization_id=organization_id, series_id=series.pk,
-                               start_us=first, end_us=last, rows=len(points))
+            _robustly(points_stored, organization_id=organization_id, series_id=series.pk,
+                      start_us=first, end_us=last, rows=len(points))
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
-        enqueue_rollups(organization_id, spans)
+        try:
+            enqueue_rollups(organization_id, spans)
+        except Exception:  # noqa: BLE001 — see above; logged with the series
+            logger.exception("rollups not queued for stored series %s", sorted(spans))
     return send
+
+
+def _robustly(signal, **kwargs) -> None:
+    for handler, result in signal.send_robust(sender=Series, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("%s failed after a committed batch (organization %s)", handler, kwargs["organization_id"],
+                         exc_info=result)
 
 
 def read_points(series: Series, resolution: str, start_us: int, end_us: int, limit: int):

@@ -190,3 +190,18 @@ def test_kept_engines_stay_within_their_byte_budget():
         kept.keep((i, 1), b"x" * 4, engine=None)
     assert list(kept.items) == [(2, 1), (3, 1)] and kept.size == 8  # the least recent went
     assert kept.take((2, 1)) == (b"xxxx", None) and kept.take((2, 1)) is None and kept.size == 4
+
+
+def test_the_sweep_finds_series_behind_their_cursor_with_a_rule_or_a_ready_detector(org_a):
+    from django.utils import timezone
+
+    from detection.models import DetectorStatus
+    from tests.factories import DetectorFactory
+
+    now = timezone.now()
+    ruled, learned, untrained, idle = (SeriesFactory(organization=org_a, last_point_at=now) for _ in range(4))
+    Rule.objects.create(organization=org_a, name="r", metrics="value > 1", series=ruled, enabled=True)
+    DetectorFactory(organization=org_a, series=learned, status=DetectorStatus.READY)
+    DetectorFactory(organization=org_a, series=untrained)  # nothing to run yet
+    stale = {series_id for series_id, _ in pipeline.stale_series()}
+    assert {ruled.pk, learned.pk} <= stale and not {untrained.pk, idle.pk} & stale

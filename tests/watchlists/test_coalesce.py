@@ -30,3 +30,27 @@ def test_flags_without_spans(store):
     assert coalesce.claim("u", [5, 6]) == [5, 6]
     assert coalesce.claim("u", [6, 7]) == [7]
     assert coalesce.release("u", [5, 6, 7]) == {5: None, 6: None, 7: None}
+
+
+def test_a_failed_run_puts_its_series_back_without_queueing_another(store):
+    assert coalesce.add_pending("d", 9, [1, 2]) is True
+    assert coalesce.add_pending("d", 9, [3]) is False  # a run is queued already
+    taken = coalesce.take_pending("d", 9)
+    assert taken == [1, 2, 3]
+    coalesce.restore_pending("d", 9, taken)  # the run failed
+    assert coalesce.add_pending("d", 9, [4]) is True  # the next batch queues one run ...
+    assert coalesce.take_pending("d", 9) == [1, 2, 3, 4]  # ... which takes them all
+
+
+@pytest.mark.django_db
+def test_run_pending_restores_its_series_when_the_pass_fails(monkeypatch, org_a):
+    from detection import pipeline, tasks
+
+    def broken(series_ids, organization_id):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(pipeline, "run_many", broken)
+    coalesce.add_pending(tasks.DETECT, org_a.pk, [11, 12])
+    with pytest.raises(RuntimeError):
+        tasks.run_pending(org_a.pk)
+    assert coalesce.take_pending(tasks.DETECT, org_a.pk) == [11, 12]

@@ -174,3 +174,25 @@ def test_json_bodies_orjson_refuses_still_get_drfs_answers(alice_client, spy):
     latin = '[{"ts": "2013-10-07T13:30:00Z", "price": 1, "size": 1, "exchange": "Z\u00fcrich"}]'
     ok = alice_client.post(url, latin.encode("latin-1"), content_type="application/json; charset=latin-1")
     assert ok.status_code == 201, ok.content
+
+
+def test_a_committed_batch_is_not_failed_by_a_redis_outage_and_the_sweep_finds_it(
+        alice_client, spy, settings, caplog, django_capture_on_commit_callbacks):
+    """After commit, queueing detection and rollups needs Redis. If it is down, the request must
+    still answer for what it stored (a 500 invites a resend, and resent ticks without an
+    Idempotency-Key are stored twice); detection is then recovered by the sweep."""
+    from detection import pipeline
+    from detection.models import Rule
+
+    Rule.objects.create(organization=spy.organization, name="any", metrics="price > 0", series=spy, enabled=True)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        r = alice_client.post(f"/api/v1/series/{spy.pk}/points/", TICKS, format="json")
+    assert r.status_code == 201
+    # Nothing listens on port 1: every Redis command of the hooks fails to connect.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    for callback in callbacks:
+        callback()  # raised ConnectionError before
+    assert count_rows("watchlists_tick", spy.pk) == 3
+    assert "failed after a committed batch" in caplog.text and "rollups not queued" in caplog.text
+    assert (spy.pk, spy.organization_id) in pipeline.stale_series()
