@@ -32,3 +32,19 @@ def test_a_task_keeps_a_young_connection_and_closes_an_expired_one():
     assert connection.connection is raw
     _close_old_connections(task=_task(eager=False))
     assert connection.connection is None
+
+
+def test_worker_processes_freeze_their_startup_heap():
+    import gc
+
+    from celery.signals import worker_process_init, worker_ready
+
+    from anomalyhub.celery import _freeze_startup_heap
+
+    for signal in (worker_process_init, worker_ready):  # pool processes, and the main (solo) process
+        assert _freeze_startup_heap in [ref() for _, ref in signal.receivers]
+    try:
+        _freeze_startup_heap()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
