@@ -2,10 +2,11 @@
 
 import copy
 
+from django.http import Http404
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
 
-from ..tenancy import actor_for_request
+from ..tenancy import actor_for_request, system_actor
 
 METHOD_ACTIONS = {"GET": "view", "HEAD": "view", "OPTIONS": "view"}
 
@@ -53,6 +54,50 @@ class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
 
     def get_queryset(self):
         return self.queryset.for_actor(self.actor, "view")
+
+
+class PkLookup:
+    """`queryset.for_actor(actor, "view").get(pk=pk)` for a hot detail read, with its SQL compiled
+    once per process instead of on every request.
+
+    Django compiles a queryset's SQL each time it runs it; for the series lookup in front of every
+    point read (most of the API's traffic) that took more CPU than running the query (about 550 us
+    against 280 us). The SQL is compiled from the same for_actor() filter, with marker values in
+    place of the organization and the pk, so the tenant scoping stays for_actor's; each lookup runs
+    it with the actor's organization and the requested pk."""
+
+    _ORG, _PK = -7_000_001, -7_000_002  # markers, never real ids
+
+    def __init__(self, queryset):
+        self.queryset = queryset.order_by()
+        self._compiled = None
+
+    def _compile(self):
+        qs = self.queryset.for_actor(system_actor(self._ORG), "view").filter(pk=self._PK)[:2]
+        sql, params = qs.query.sql_with_params()
+        if len(params) != 2 or set(params) != {self._ORG, self._PK}:
+            raise ValueError(f"PkLookup needs a queryset without parameters of its own: {params}")
+        self._compiled = sql, [p == self._ORG for p in params]
+        return self._compiled
+
+    def get(self, actor, pk):
+        """The object, or None where get() would find none (another tenant's, a malformed pk...)."""
+        if not actor.can("view"):
+            return None  # for_actor() gives an empty queryset
+        try:
+            pk = self.queryset.model._meta.pk.get_prep_value(pk)
+        except (TypeError, ValueError):
+            return None  # what DRF's get_object answers with 404
+        sql, is_org = self._compiled or self._compile()
+        params = [actor.organization_id if org else pk for org in is_org]
+        return next(iter(self.queryset.raw(sql, params)), None)
+
+    def get_or_404(self, view):
+        obj = self.get(view.actor, view.kwargs[view.lookup_url_kwarg or view.lookup_field])
+        if obj is None:
+            raise Http404
+        view.check_object_permissions(view.request, obj)
+        return obj
 
 
 class TenantReadOnlyViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):

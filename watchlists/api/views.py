@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts.api.base import ActorMixin, TenantViewSet
+from accounts.api.base import ActorMixin, PkLookup, TenantViewSet
 
 from .. import ingest, services
 from ..models import Series, Watchlist, WatchlistItem
@@ -63,6 +63,15 @@ class SeriesViewSet(TenantViewSet):
 
     def perform_destroy(self, instance):
         services.delete_series(actor=self.actor, series=instance)
+
+    # The point reads are most of the API's traffic; their series lookup is compiled once.
+    _point_read_lookup = PkLookup(Series.objects.all())
+
+    def get_object(self):
+        if (self.action in ("points", "features") and self.request.method == "GET"
+                and "symbol" not in self.request.query_params):  # get_queryset's one filter
+            return self._point_read_lookup.get_or_404(self)
+        return super().get_object()
 
     def get_queryset(self):
         qs = super().get_queryset()
