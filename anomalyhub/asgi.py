@@ -130,10 +130,36 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from accounts.channels_auth import ActorMiddleware  # noqa: E402
 from anomalyhub.routing import websocket_urlpatterns  # noqa: E402
 
+
+def _unsent_bytes(protocol) -> int:
+    """What Twisted holds for this connection that the socket has not taken: FileDescriptor's
+    write buffer (documented fields, private names: dataBuffer from offset, plus the pending list)."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return 0
+    return (len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+            + getattr(transport, "_tempDataLen", 0))
+
+
+class WriteBufferScope:
+    """Gives WebSocket consumers `scope["unsent_bytes"]()`: the bytes the server still holds for
+    that client. Under daphne a send returns as soon as the frame is in Twisted's write buffer, so
+    a client that stops reading empties its queue on the server as fast as ever while the buffer
+    grows without bound; the live feed drops such a client by this count (detection.consumers).
+    daphne's `send` is partial(Server.handle_reply, protocol); under another server the count is 0."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        protocol = next(iter(getattr(send, "args", ())), None)
+        return await self.app({**scope, "unsent_bytes": lambda: _unsent_bytes(protocol)}, receive, send)
+
+
 # Origin checks happen in ActorMiddleware: programs without an Origin header must get through.
 application = ProtocolTypeRouter({
     "http": http_app,
-    "websocket": ActorMiddleware(URLRouter(websocket_urlpatterns)),
+    "websocket": WriteBufferScope(ActorMiddleware(URLRouter(websocket_urlpatterns))),
 })
 
 

@@ -36,6 +36,11 @@ def heartbeat_seconds() -> float:
     return getattr(settings, "LIVE_HEARTBEAT_SECONDS", 15.0)
 
 
+def max_unsent_bytes() -> int:
+    """Bytes the server may hold for one client that does not read: LIVE_MAX_UNSENT_BYTES."""
+    return getattr(settings, "LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
+
+
 def max_backlog(layer) -> int:
     """Events that may wait for one connection: LIVE_MAX_BACKLOG, else the layer's capacity."""
     return getattr(settings, "LIVE_MAX_BACKLOG", None) or getattr(layer, "capacity", 1000)
@@ -61,6 +66,7 @@ def _ids(value) -> list[int] | None:
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    dropped = False  # closed as too slow
     async def dispatch(self, message):
         """Channels' dispatch awaits aclose_old_connections() before every handler: a hop through
         the process' one thread-sensitive sync thread for every message, i.e. for every event to
@@ -88,6 +94,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # Read once per connection, not per event: a setting left unset costs an AttributeError
         # inside Django's LazySettings on every lookup.
         self.max_backlog = max_backlog(self.channel_layer)
+        self.max_unsent = max_unsent_bytes()
+        self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)
         await self.accept()
         metrics.WS_CONNECTIONS.inc()
         self.counted = True
@@ -185,10 +193,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_event(self, message):
         """A point batch or an anomaly for one series: once per subscription that covers it,
         numbered per subscription so clients can see a gap and re-sync over REST."""
-        if self._backlog() > self.max_backlog:
-            # This connection's own queue overflows: drop it rather than buffer for it. Judged per
-            # connection, not by the event's age, so a server that is behind as a whole (the
-            # same delay for every client) does not drop healthy clients.
+        if self.dropped:
+            return  # closing: events still arrive until the disconnect leaves the groups
+        if self._backlog() > self.max_backlog or self.unsent_bytes() > self.max_unsent:
+            # This connection's own queue overflows, or the client stopped reading and what was
+            # written for it piles up in the server's socket buffer: drop it rather than buffer
+            # for it. Judged per connection, not by the event's age, so a server that is behind as
+            # a whole (the same delay for every client) does not drop healthy clients.
+            self.dropped = True
             metrics.WS_DROPPED.labels("too_slow").inc()
             await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
             await self.close(code=CLOSE_TOO_SLOW)

@@ -1,0 +1,78 @@
+"""A client that stops reading, on the real server (daphne, real sockets): the server holds at most
+LIVE_MAX_UNSENT_BYTES for it and then drops it (4008), while a client reading the same series gets
+every event. The in-memory communicator of the other live tests has no socket buffer to fill: under
+daphne a send returns once the frame is in Twisted's write buffer, so such a client's queue on the
+server never grew and the buffer did, without bound."""
+
+import json
+import socket
+import threading
+import time
+from contextlib import ExitStack
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from accounts.services import create_api_key
+from accounts.tenancy import actor_for_user
+from tests.benchmarks.server import live_server
+from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
+from tests.workers import worker_env
+from watchlists.live import publish_many
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+EVENTS, POINTS_PER_EVENT = 400, 2000  # ~60 KB each, ~24 MB in all: far past the limit and the kernel's buffers
+
+
+def _socket(stack: ExitStack, base: str, key: str, series_id: int, *, read: bool):
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    if not read:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up quickly
+    ws = stack.enter_context(connect(f"ws://{host}:{port}/ws/v1/live/", sock=sock, max_queue=None if read else 4,
+                                     additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=10))
+    assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+    ws.send(json.dumps({"action": "subscribe", "series": [series_id]}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+    return ws
+
+
+def test_a_client_that_stops_reading_is_dropped_and_a_reader_gets_everything():
+    org = OrganizationFactory()
+    owner = UserFactory()
+    MembershipFactory(user=owner, organization=org, role="owner")
+    series = SeriesFactory(organization=org, kind="metric", exchange="", bar_seconds=None)
+    _, key = create_api_key(actor=actor_for_user(owner, org.pk), name="ws", scope="read")
+    row = [[1_700_000_000_000 + i, 1.5] for i in range(POINTS_PER_EVENT)]
+
+    with live_server(worker_env()) as base, ExitStack() as sockets:
+        stuck = _socket(sockets, base, key, series.pk, read=False)
+        reader = _socket(sockets, base, key, series.pk, read=True)
+        seqs: list[int] = []
+
+        def read_all():
+            while len(seqs) < EVENTS:
+                event = json.loads(reader.recv(timeout=60))
+                if event["type"] == "metric":
+                    seqs.append(event["seq"])
+
+        thread = threading.Thread(target=read_all, daemon=True)
+        thread.start()
+        for i in range(EVENTS):
+            publish_many([(series.pk, {"type": "metric", "series": series.pk, "points": row, "n": i})])
+        thread.join(120)
+        assert seqs == list(range(1, EVENTS + 1))  # the reader lost nothing and was not dropped
+
+        # The stuck client now reads what reached it; its socket must end well before all events.
+        got, closed, deadline = [], None, time.monotonic() + 60
+        while closed is None and time.monotonic() < deadline:
+            try:
+                got.append(json.loads(stuck.recv(timeout=5)))
+            except ConnectionClosed as exc:
+                closed = exc
+            except TimeoutError:
+                break
+    assert closed is not None, f"the stuck client was never dropped ({len(got)} events delivered)"
+    assert sum(e.get("type") == "metric" for e in got) < EVENTS
