@@ -118,6 +118,19 @@ class DetectorFactory(factory.django.DjangoModelFactory):
     kind = "robust_zscore"
 
 
+def metric_series_with_key(scope: str = "read") -> tuple[str, Series]:
+    """A new organization with an owner, one metric series and a raw API key of `scope`."""
+    from accounts.services import create_api_key
+    from accounts.tenancy import actor_for_user
+
+    org = OrganizationFactory()
+    owner = UserFactory()
+    MembershipFactory(user=owner, organization=org, role="owner")
+    series = SeriesFactory(organization=org, kind="metric", exchange="", bar_seconds=None)
+    _, key = create_api_key(actor=actor_for_user(owner, org.pk), name="ws", scope=scope)
+    return key, series
+
+
 def model_version_for(org):
     detector = DetectorFactory(organization=org)
     return ModelVersion.objects.create(organization=org, detector=detector, version=1, train_start=timezone.now(),

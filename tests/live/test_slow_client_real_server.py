@@ -14,10 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from accounts.services import create_api_key
-from accounts.tenancy import actor_for_user
 from tests.benchmarks.server import live_server
-from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
+from tests.factories import metric_series_with_key
 from tests.workers import worker_env
 from watchlists.live import publish_many
 
@@ -40,11 +38,7 @@ def _socket(stack: ExitStack, base: str, key: str, series_id: int, *, read: bool
 
 
 def test_a_client_that_stops_reading_is_dropped_and_a_reader_gets_everything():
-    org = OrganizationFactory()
-    owner = UserFactory()
-    MembershipFactory(user=owner, organization=org, role="owner")
-    series = SeriesFactory(organization=org, kind="metric", exchange="", bar_seconds=None)
-    _, key = create_api_key(actor=actor_for_user(owner, org.pk), name="ws", scope="read")
+    key, series = metric_series_with_key()
     row = [[1_700_000_000_000 + i, 1.5] for i in range(POINTS_PER_EVENT)]
 
     with live_server(worker_env()) as base, ExitStack() as sockets:

@@ -5,12 +5,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from accounts.services import create_api_key
-from accounts.tenancy import actor_for_user
 from anomalyhub.asgi import application
 from detection import consumers
 from detection.models import Anomaly
-from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
+from tests.factories import metric_series_with_key
 from tests.reliability.report import record
 from watchlists.models import Series, Watchlist
 
@@ -30,11 +28,7 @@ GARBAGE = {
 
 @database_sync_to_async
 def _tenant():
-    org = OrganizationFactory()
-    owner = UserFactory()
-    MembershipFactory(user=owner, organization=org, role="owner")
-    series = SeriesFactory(organization=org, kind="metric", exchange="", bar_seconds=None)
-    _, key = create_api_key(actor=actor_for_user(owner, org.pk), name="ws", scope="read")
+    key, series = metric_series_with_key()
     return key, series.pk
 
 
