@@ -198,8 +198,15 @@ def _value_problems(kind: str, values: dict[str, np.ndarray]) -> list[tuple[np.n
 def points_from_json(rows, kind: str, tz: str = "UTC") -> Points:
     """A JSON array of points -> validated Points (the pandas path of frame_from_json + validate,
     with a fast path for the regular case: ~40x cheaper for the small batches live feeds send)."""
-    fast = _regular_json(rows, kind)
-    return fast if fast is not None else validate(frame_from_json(rows), kind, tz)
+    try:
+        fast = _regular_json(rows, kind)
+        return fast if fast is not None else validate(frame_from_json(rows), kind, tz)
+    except OverflowError:
+        # A JSON integer beyond float range: the stdlib parser (GraphQL) reads any size, and both
+        # paths' float conversion raised instead of naming the row.
+        errors = [_error(i, key, "number too large") for i, row in enumerate(rows, 1) if isinstance(row, dict)
+                  for key, value in row.items() if type(value) is int and abs(value) >= 2**1024]
+        _raise(errors[:100] or [_error(0, "", "number too large")], len(errors) or 1)
 
 
 _NUMBER = (int, float)

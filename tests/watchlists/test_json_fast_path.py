@@ -83,3 +83,12 @@ def test_a_time_with_anything_after_a_comma_is_an_error_on_both_paths(ts):
     with pytest.raises(ingest.BatchInvalid) as info:
         ingest.points_from_json(rows, "trade")
     assert info.value.details["errors"][0]["column"] == "ts"
+
+
+@pytest.mark.parametrize("row", [{"ts": 10**400, "price": 1.0, "size": 1},
+                                 {"ts": MS_2024, "price": 10**400, "size": 1}])
+def test_a_number_beyond_float_range_is_a_row_error_not_a_crash(row):
+    with pytest.raises(ingest.BatchInvalid) as info:
+        ingest.points_from_json([{"ts": MS_2024, "price": 1.0, "size": 1}, row], "trade")
+    (error,) = info.value.details["errors"]
+    assert error["row"] == 2 and error["reason"] == "number too large" and row[error["column"]] == 10**400
