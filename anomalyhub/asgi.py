@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from tempfile import SpooledTemporaryFile
@@ -68,12 +69,25 @@ class PooledWsgiToAsgi:
                     break
             body.seek(0)
             loop = asyncio.get_running_loop()
-            response, content = await loop.run_in_executor(_POOL, self._run, scope, body, send, loop)
+            gone = threading.Event()
+            watch = asyncio.ensure_future(self._watch_disconnect(receive, gone))
+            try:
+                response, content = await loop.run_in_executor(_POOL, self._run, scope, body, send, loop, gone)
+            finally:
+                watch.cancel()
         if content is not None:
             await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
             await send({"type": "http.response.body", "body": content})
 
-    def _run(self, scope, body, send, loop):
+    @staticmethod
+    async def _watch_disconnect(receive, gone: threading.Event) -> None:
+        """A streamed response (an export) stops at its next chunk once the client has gone, rather
+        than holding a pool thread and its database connection until the end."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    def _run(self, scope, body, send, loop, gone: threading.Event):
         response = _Response()
         try:
             # asgiref's environ: headers, CONTENT_LENGTH, SERVER_NAME..., and its duplicate-header limit.
@@ -91,9 +105,12 @@ class PooledWsgiToAsgi:
 
             blocking_send({"type": "http.response.start", "status": response.status, "headers": response.headers})
             for chunk in result:
+                if gone.is_set():
+                    break  # the finally below closes the response (and its generator)
                 if chunk:
                     blocking_send({"type": "http.response.body", "body": chunk, "more_body": True})
-            blocking_send({"type": "http.response.body", "body": b""})
+            else:
+                blocking_send({"type": "http.response.body", "body": b""})
             return response, None
         finally:
             if hasattr(result, "close"):

@@ -92,3 +92,39 @@ def test_the_loaded_code_is_out_of_the_collectors_sight():
     anomalyhub.asgi._freeze_startup_objects): importing the app froze it, URLconf included."""
     assert settings.ROOT_URLCONF in sys.modules
     assert gc.get_freeze_count() > 50_000
+
+
+def test_a_streamed_response_stops_once_the_client_has_gone():
+    """An export whose client left stops at its next chunk and is closed, instead of holding a
+    pool thread and its database connection until the end."""
+    import threading
+    import time
+
+    from channels.testing import ApplicationCommunicator
+
+    stopped = threading.Event()
+
+    class Endless(_Streamed):
+        def __iter__(self):
+            while True:
+                time.sleep(0.01)
+                yield b"row\n"
+
+        def close(self):
+            stopped.set()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        return Endless()
+
+    async def run():
+        scope = {"type": "http", "method": "GET", "path": "/export", "query_string": b"", "headers": [],
+                 "http_version": "1.1", "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1)}
+        communicator = ApplicationCommunicator(PooledWsgiToAsgi(app), scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        assert (await communicator.receive_output(timeout=5))["type"] == "http.response.start"
+        assert (await communicator.receive_output(timeout=5))["body"] == b"row\n"
+        await communicator.send_input({"type": "http.disconnect"})
+        return await asyncio.get_running_loop().run_in_executor(None, stopped.wait, 5)
+
+    assert asyncio.run(run()), "the endless export was never closed after the client left"
