@@ -213,9 +213,7 @@ def resolve_api_key(raw: str) -> ApiKey | None:
 
 @receiver([post_save, post_delete], sender=ApiKey)
 def _forget_resolved_key(sender, instance: ApiKey, **kwargs) -> None:
-    # Again at commit: another thread may have resolved the old row in between.
-    _RESOLVED.discard(instance.key_hash)
-    transaction.on_commit(lambda: _RESOLVED.discard(instance.key_hash))
+    _RESOLVED.forget(lambda digest, _: digest == instance.key_hash)
 
 
 @receiver(post_delete, sender=User)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 _ALL: weakref.WeakSet = weakref.WeakSet()
 
@@ -52,6 +53,12 @@ class TTLCache:
         for key, (_, value) in list(self._items.items()):
             if predicate(key, value):
                 self._items.pop(key, None)
+
+    def forget(self, predicate: Callable[[Hashable, Any], bool]) -> None:
+        """What a model signal calls: drops the matching entries now, and again when the change
+        commits, since another thread may have cached the old row in between."""
+        self.discard_where(predicate)
+        transaction.on_commit(lambda: self.discard_where(predicate))
 
     def clear(self) -> None:
         self._items.clear()

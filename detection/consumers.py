@@ -67,6 +67,7 @@ def _ids(value) -> list[int] | None:
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     dropped = False  # closed as too slow
+
     async def dispatch(self, message):
         """Channels' dispatch awaits aclose_old_connections() before every handler: a hop through
         the process' one thread-sensitive sync thread for every message, i.e. for every event to

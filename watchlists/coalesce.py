@@ -130,11 +130,9 @@ def restore_pending(purpose: str, organization_id: int, series_ids: list[int]) -
     """Puts series taken by a run that failed back into the pending set, without queueing a run:
     the next add_pending (a new batch) queues one that takes them too."""
     client = _redis()
-    flag, members = _pending(purpose, organization_id)
+    _, members = _pending(purpose, organization_id)
     if client is None:
-        with _LOCAL.lock:
-            _LOCAL.pending.setdefault(members, set()).update(series_ids)
-        return
+        return _LOCAL.restore_pending(members, series_ids)
     key = cache.make_and_validate_key
     client.pipeline(transaction=False).sadd(key(members), *series_ids).expire(key(members), SPAN_SECONDS).execute()
 
@@ -183,6 +181,10 @@ class _LocalStore:
                 self.flags[flag] = now + FLAG_SECONDS
                 return True
             return False
+
+    def restore_pending(self, members, series_ids):
+        with self.lock:
+            self.pending.setdefault(members, set()).update(series_ids)
 
     def take_pending(self, flag, members):
         with self.lock:

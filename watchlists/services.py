@@ -158,13 +158,12 @@ def series_by_symbol(*, actor: Actor, symbols) -> dict[str, Series]:
 
 @receiver([post_save, post_delete], sender=Series)
 def _forget_series(sender, instance: Series, **kwargs) -> None:
-    # By organization: a renamed series' old symbol must go too, and changes are rare. Again at
-    # commit: another thread may have cached the old row in between.
-    def forget():
-        _SERIES.discard_where(lambda key, _: key[0] == instance.organization_id)
+    _forget_organizations_series(instance.organization_id)
 
-    forget()
-    transaction.on_commit(forget)
+
+def _forget_organizations_series(organization_id: int) -> None:
+    # By organization: a renamed series' old symbol must go too, and changes are rare.
+    _SERIES.forget(lambda key, _: key[0] == organization_id)
 
 
 @dataclass
@@ -272,7 +271,7 @@ def _advance_last_points(organization_id: int, announced) -> None:
                 found.add(series_id)
     gone = sorted({series.symbol for series, *_ in announced if series.pk not in found})
     if gone:
-        _SERIES.discard_where(lambda key, _: key[0] == organization_id)
+        _forget_organizations_series(organization_id)
         raise UnknownSymbol(f"Series {', '.join(gone[:20])} changed while the batch was stored (deleted, renamed, "
                             "or a new kind or exchange): nothing was stored. Check the series and send the batch "
                             "again.", details={"symbols": gone[:100]})
