@@ -129,6 +129,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "anomalyhub.channel_layer.ThreadSafeInMemoryChannelLayer",
                                   "CONFIG": {"capacity": 5000}}}
+# Bytes the server may hold, already written, for one WebSocket client that stopped reading
+# before it drops that client (4008); the kernel's socket buffers come on top.
+LIVE_MAX_UNSENT_BYTES = env_int("LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
 
 # --- Celery ------------------------------------------------------------------------
 CELERY_BROKER_URL = _redis_db(REDIS_URL, 0) if REDIS_URL else "memory://localhost/"

@@ -38,7 +38,7 @@ def heartbeat_seconds() -> float:
 
 def max_unsent_bytes() -> int:
     """Bytes the server may hold for one client that does not read: LIVE_MAX_UNSENT_BYTES."""
-    return getattr(settings, "LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
+    return settings.LIVE_MAX_UNSENT_BYTES
 
 
 def max_backlog(layer) -> int:

@@ -2,7 +2,11 @@
 LIVE_MAX_UNSENT_BYTES for it and then drops it (4008), while a client reading the same series gets
 every event. The in-memory communicator of the other live tests has no socket buffer to fill: under
 daphne a send returns once the frame is in Twisted's write buffer, so such a client's queue on the
-server never grew and the buffer did, without bound."""
+server never grew and the buffer did, without bound.
+
+The publisher keeps at most WINDOW events ahead of the reader, so the reader is never near the limit
+however loaded the machine is (unpaced, a reader thread starved of CPU on a busy CI machine fell
+8 MiB behind and was rightly dropped), while the stuck client falls ever further behind."""
 
 import json
 import socket
@@ -22,6 +26,8 @@ from watchlists.live import publish_many
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 EVENTS, POINTS_PER_EVENT = 400, 2000  # ~60 KB each, ~24 MB in all: far past the limit and the kernel's buffers
+LIMIT = 2 * 2**20  # LIVE_MAX_UNSENT_BYTES for this server
+WINDOW = 8  # events the publisher may be ahead of the reader: ~0.5 MB, well under LIMIT
 
 
 def _socket(stack: ExitStack, base: str, key: str, series_id: int, *, read: bool):
@@ -41,23 +47,30 @@ def test_a_client_that_stops_reading_is_dropped_and_a_reader_gets_everything():
     key, series = metric_series_with_key()
     row = [[1_700_000_000_000 + i, 1.5] for i in range(POINTS_PER_EVENT)]
 
-    with live_server(worker_env()) as base, ExitStack() as sockets:
+    with live_server(worker_env(LIVE_MAX_UNSENT_BYTES=LIMIT)) as base, ExitStack() as sockets:
         stuck = _socket(sockets, base, key, series.pk, read=False)
         reader = _socket(sockets, base, key, series.pk, read=True)
         seqs: list[int] = []
+        other: list = []  # anything else the reader got: an error event, or why its socket ended
 
         def read_all():
-            while len(seqs) < EVENTS:
-                event = json.loads(reader.recv(timeout=60))
-                if event["type"] == "metric":
-                    seqs.append(event["seq"])
+            try:
+                while len(seqs) < EVENTS:
+                    event = json.loads(reader.recv(timeout=60))
+                    (seqs if event["type"] == "metric" else other).append(event.get("seq", event))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                other.append(repr(exc))
 
         thread = threading.Thread(target=read_all, daemon=True)
         thread.start()
         for i in range(EVENTS):
+            deadline = time.monotonic() + 60
+            while len(seqs) < i - WINDOW and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.002)
             publish_many([(series.pk, {"type": "metric", "series": series.pk, "points": row, "n": i})])
         thread.join(120)
-        assert seqs == list(range(1, EVENTS + 1))  # the reader lost nothing and was not dropped
+        # The reader lost nothing and was not dropped.
+        assert seqs == list(range(1, EVENTS + 1)), f"reader got {len(seqs)} events, then {other[-3:]}"
 
         # The stuck client now reads what reached it; its socket must end well before all events.
         got, closed, deadline = [], None, time.monotonic() + 60
