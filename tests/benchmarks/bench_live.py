@@ -24,7 +24,8 @@ row; a breakdown (POST answered, anomaly row created, queue depths, CPU of each 
 where the time goes.
 
 Knobs (environment): BENCH_LIVE_SECONDS, BENCH_LIVE_POOL (prefork | threads | solo), BENCH_LIVE_CONCURRENCY,
-BENCH_LIVE_SERIES_PER_POST (10; 50 = every series in every POST), BENCH_LIVE_QUEUES.
+BENCH_LIVE_SERIES_PER_POST (10; 50 = every series in every POST), BENCH_LIVE_TICKS_PER_POST (100; the
+POST period follows, for 2,000 ticks/s), BENCH_LIVE_QUEUES.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ POOL = os.environ.get("BENCH_LIVE_POOL", "prefork")
 CONCURRENCY = int(os.environ.get("BENCH_LIVE_CONCURRENCY", "2"))
 QUEUES = os.environ.get("BENCH_LIVE_QUEUES", "detect,ingest")
 N_SERIES = 50
-PERIOD = 0.050  # one POST every 50 ms ...
-TICKS_PER_POST = 100  # ... of 100 ticks: 2,000 ticks/s
+TICKS_PER_S = 2000
+TICKS_PER_POST = int(os.environ.get("BENCH_LIVE_TICKS_PER_POST", "100"))  # one POST of 100 ticks ...
+PERIOD = TICKS_PER_POST / TICKS_PER_S  # ... every 50 ms: 2,000 ticks/s
 SERIES_PER_POST = int(os.environ.get("BENCH_LIVE_SERIES_PER_POST", "10"))
-ANOMALY_EVERY_POSTS = 2  # 10 anomalies/s; each series every N_SERIES * 2 * PERIOD = 5 s
+ANOMALY_EVERY_POSTS = max(1, round(0.1 / PERIOD))  # 10 anomalies/s; each series every 5 s
 NORMAL_PRICE, ANOMALY_PRICE, THRESHOLD = 100.0, 500.0, 200
 SUBSCRIBERS = 20
 SUBSCRIBER_GROUPS = 5  # subscriber i follows series j with j % 5 == i % 5: 10 series, 4 subscribers each
@@ -138,7 +140,7 @@ def setup() -> tuple[int, str, list[Series]]:
 
 def build_schedule(series: list[Series], base_ms: int, posts: int) -> tuple[list[str], list[tuple[int, int, int]]]:
     """(JSON bodies, anomalies planted as (post, series id, ts ms)). POST r holds timestamps in
-    [base + r*50, base + r*50 + 50) ms, so a timestamp names its POST."""
+    [base + r*PERIOD, base + (r+1)*PERIOD) (50 ms by default), so a timestamp names its POST."""
     rng = random.Random(6)
     groups = [series[g:g + SERIES_PER_POST] for g in range(0, len(series), SERIES_PER_POST)]
     per_series = TICKS_PER_POST // SERIES_PER_POST
@@ -517,7 +519,8 @@ def rows_of(r: dict) -> list[Row]:
                   f"for {r['load_seconds']:.0f}s, 1 worker ({POOL})")
     common = {"setup": setup_text, "breakdown": r["breakdown"], "queue_depth": r["queue_depth"],
               "task_seconds": r.get("task_seconds"),
-              "cpu_seconds": r["cpu_seconds"], "pool": POOL, "queues": QUEUES, "series_per_post": SERIES_PER_POST}
+              "cpu_seconds": r["cpu_seconds"], "pool": POOL, "queues": QUEUES, "series_per_post": SERIES_PER_POST,
+              "ticks_per_post": TICKS_PER_POST}
     return [
         Row("anomaly latency p50, POST sent -> WS anomaly", a.get("p50", float("nan")), "ms",
             "raw Redis PUBLISH->SUBSCRIBE p50 (same run)", b.get("p50"), higher_is_better=False,
