@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.watchlists.conftest import count_rows
-from watchlists.store import reader
+from watchlists.store import reader, rollups
 from watchlists.store.rollups import refresh_rollups
 from watchlists.store.timeconv import US
 
@@ -45,6 +45,34 @@ def test_out_of_order_and_late_ticks_update_rollups(post, spy, alice):
     assert _rollup(spy, "1m")["points"] == [["2013-10-07T14:00:00.000Z", 8, 12, 8, 10, 8, 3, 9.75]]
     assert _rollup(spy, "5m")["points"][0][1:6] == [8, 12, 8, 10, 8]
     assert _rollup(spy, "1h")["points"][0][0] == "2013-10-07T14:00:00.000Z"
+
+
+@pytest.mark.parametrize("kind", ["trade", "metric"])
+def test_coarse_rollups_built_from_minutes_equal_an_aggregation_of_every_raw_point(post, spy, sensor, kind):
+    """5-minute and hourly buckets come from the minutes a batch touched; whatever the order and the
+    batching (late points, batches across hour boundaries), they equal the raw points aggregated
+    at once."""
+    series = spy if kind == "trade" else sensor
+    rng = np.random.default_rng(11)
+    start_s = 1381152000  # 2013-10-07T13:20:00Z: the points span three hours
+    seconds = np.sort(rng.choice(9000, size=600, replace=False)) + start_s
+    rows = [{"ts": int(t) * 1000, "price": round(float(rng.uniform(90, 110)), 2), "size": int(rng.integers(0, 5)) * 100}
+            if kind == "trade" else {"ts": int(t) * 1000, "value": round(float(rng.normal()), 3)} for t in seconds]
+    order = rng.permutation(len(rows))  # batches of shuffled points: late and out-of-order data
+    for chunk in np.array_split(order, 17):
+        post(series, {"time_format": "epoch_ms", "points": [rows[i] for i in chunk]})
+
+    raw = reader.read_raw(series.pk, kind, 0, FAR)
+    assert len(raw["ts"]) == len(rows)
+    for resolution in (60, 300, 3600):
+        expected = rollups._aggregate(kind, raw, resolution)
+        got = reader.read_rollup(series.pk, resolution, 0, FAR)
+        np.testing.assert_array_equal(got["ts"], expected["ts"])
+        for column in ("open", "high", "low", "close", "volume", "trade_count"):
+            np.testing.assert_array_equal(got[column], expected[column], err_msg=f"{resolution}s {column}")
+        np.testing.assert_allclose(got["vwap"], expected["vwap"], rtol=1e-12, err_msg=f"{resolution}s vwap")
+    if kind == "trade":
+        assert np.isnan(reader.read_rollup(series.pk, 60, 0, FAR)["vwap"]).any()  # minutes without volume occur
 
 
 def _minute_bars(start_minute, n, close=lambda i: 100 + i):

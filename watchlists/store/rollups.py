@@ -1,8 +1,9 @@
 """1-minute, 5-minute and 1-hour OHLCV rollups and the feature table, kept up to date.
 
-A batch (including late or out-of-order data) marks the hours it touched; those hours are
-recomputed from the raw points in full, so the rollup of a bucket never depends on the order in
-which its points arrived. Features downstream of a changed minute are recomputed too.
+A batch (including late or out-of-order data) marks the span it touched; every bucket of that
+span is recomputed in full, the minutes from the raw points and the coarser buckets from those
+minutes, so the rollup of a bucket never depends on the order in which its points arrived. Features
+downstream of a changed minute are recomputed too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .reader import read_raw, read_rollup
 from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE
 from .timeconv import US, floor_us
 
-RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}
+RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}  # finest first: the coarser ones are built from the minutes
 # Features look back at most 20 one-minute periods (volume_ratio) and 15 minutes (vwap/vol).
 FEATURE_LOOKBACK_US = 25 * 60 * US
 FEATURE_HORIZON_US = 25 * 60 * US
@@ -48,6 +49,26 @@ def _aggregate(kind: str, raw: dict[str, np.ndarray], seconds: int) -> dict[str,
     return {"ts": buckets[starts], "open": o[starts], "high": np.maximum.reduceat(h, starts),
             "low": np.minimum.reduceat(low, starts), "close": c[ends], "volume": volume,
             "trade_count": counts, "vwap": np.where(np.isfinite(vwap), vwap, np.nan)}
+
+
+def _combine(minutes: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarray]:
+    """Coarser OHLCV buckets from 1-minute rows: what _aggregate gives from the raw points (volume
+    and trade counts add up, the VWAP is the volume-weighted mean of the minutes' VWAPs)."""
+    if not len(minutes["ts"]):
+        return {"ts": np.empty(0, np.int64)}
+    buckets = floor_us(minutes["ts"], seconds)
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], len(buckets)] - 1
+    volume = minutes["volume"]
+    # A minute without volume has no VWAP and adds nothing to the price x size sum.
+    pv = np.where(np.isfinite(minutes["vwap"]), minutes["vwap"] * volume, 0.0)
+    total = np.add.reduceat(volume, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = np.add.reduceat(pv, starts) / total
+    return {"ts": buckets[starts], "open": minutes["open"][starts], "high": np.maximum.reduceat(minutes["high"], starts),
+            "low": np.minimum.reduceat(minutes["low"], starts), "close": minutes["close"][ends], "volume": total,
+            "trade_count": np.add.reduceat(minutes["trade_count"], starts),
+            "vwap": np.where(np.isfinite(vwap), vwap, np.nan)}
 
 
 def _replace_rows(table: str, organization_id: int, series_id: int, start_us: int, end_us: int,
@@ -83,14 +104,23 @@ def _replace_rows(table: str, organization_id: int, series_id: int, start_us: in
 
 
 def refresh_rollups(series, start_us: int, end_us: int) -> None:
-    """Recomputes every rollup bucket and feature row that [start_us, end_us] can affect."""
-    lo = int(floor_us(start_us, 3600))
-    hi = int(floor_us(end_us, 3600)) + 3600 * US
-    raw = read_raw(series.pk, series.kind, lo, hi)
+    """Recomputes every rollup bucket and feature row that [start_us, end_us] can affect.
+
+    Ticks and metrics: the minutes touched from the raw points, then the 5-minute and hourly
+    buckets touched from those minutes (just written, in RESOLUTIONS order). Reading the whole hour
+    of raw points instead made each refresh cost what the hour held so far: at 1,000 ticks/s, a
+    refresh late in the hour re-read millions of rows. Bars are few per bucket and keep their own
+    aggregation (close x volume VWAP, no trade count) from the raw bars."""
     for seconds in RESOLUTIONS.values():
         if series.kind == "bar" and series.bar_seconds and seconds <= series.bar_seconds:
             continue  # a rollup no coarser than the bars themselves is just the bars
-        agg = _aggregate(series.kind, raw, seconds) if len(raw["ts"]) else {"ts": np.empty(0, np.int64)}
+        lo = int(floor_us(start_us, seconds))
+        hi = int(floor_us(end_us, seconds)) + seconds * US
+        if seconds == 60 or series.kind == "bar":
+            raw = read_raw(series.pk, series.kind, lo, hi)
+            agg = _aggregate(series.kind, raw, seconds) if len(raw["ts"]) else {"ts": np.empty(0, np.int64)}
+        else:
+            agg = _combine(read_rollup(series.pk, 60, lo, hi), seconds)
         _replace_rows(ROLLUP_TABLE, series.organization_id, series.pk, lo, hi,
                       ["open", "high", "low", "close", "volume", "trade_count", "vwap"], agg,
                       {"resolution": seconds})
