@@ -290,7 +290,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         "autovacuum keeps statistics in production",
         f"- Load: {SECONDS} s measured; REST reads + GraphQL paced at {API_RPS:.0f} requests/s by "
         f"{os.environ.get('LOAD_READERS', '30')} users over {len(set(n for n in by_name))} endpoints, ingest "
-        f"{TICKS_PER_S:.0f} ticks/s (100-tick POSTs, one per organization), "
+        f"{TICKS_PER_S:.0f} ticks/s (100-tick POSTs, one ingester per organization, each on its own random phase), "
         f"{os.environ.get('LOAD_SUBSCRIBERS', '16')} WebSocket subscribers; 8 organizations. "
         f"GraphQL: {'included' if graphql else 'not included (/graphql/ did not answer; weight 0)'}",
         "",
