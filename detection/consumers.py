@@ -36,11 +36,6 @@ def heartbeat_seconds() -> float:
     return getattr(settings, "LIVE_HEARTBEAT_SECONDS", 15.0)
 
 
-def max_unsent_bytes() -> int:
-    """Bytes the server may hold for one client that does not read: LIVE_MAX_UNSENT_BYTES."""
-    return settings.LIVE_MAX_UNSENT_BYTES
-
-
 def max_backlog(layer) -> int:
     """Events that may wait for one connection: LIVE_MAX_BACKLOG, else the layer's capacity."""
     return getattr(settings, "LIVE_MAX_BACKLOG", None) or getattr(layer, "capacity", 1000)
@@ -95,7 +90,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # Read once per connection, not per event: a setting left unset costs an AttributeError
         # inside Django's LazySettings on every lookup.
         self.max_backlog = max_backlog(self.channel_layer)
-        self.max_unsent = max_unsent_bytes()
+        self.max_unsent = settings.LIVE_MAX_UNSENT_BYTES  # bytes held for a client that does not read
         self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)
         await self.accept()
         metrics.WS_CONNECTIONS.inc()

@@ -24,11 +24,16 @@ FEATURE_LOOKBACK_US = 25 * 60 * US
 FEATURE_HORIZON_US = 25 * 60 * US
 
 
+def _buckets(ts: np.ndarray, seconds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bucket of each row, first row of each bucket, last row of each bucket) of ts-sorted rows."""
+    buckets = floor_us(ts, seconds)
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    return buckets, starts, np.r_[starts[1:], len(buckets)] - 1
+
+
 def _aggregate(kind: str, raw: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarray]:
     """OHLCV per bucket with numpy reductions over the (ts-sorted) raw rows."""
-    buckets = floor_us(raw["ts"], seconds)
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], len(buckets)] - 1
+    buckets, starts, ends = _buckets(raw["ts"], seconds)
     if kind == "trade":
         price, size = raw["price"], raw["size"]
         o, h, low, c, v = price, price, price, price, size
@@ -56,9 +61,7 @@ def _combine(minutes: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarr
     and trade counts add up, the VWAP is the volume-weighted mean of the minutes' VWAPs)."""
     if not len(minutes["ts"]):
         return {"ts": np.empty(0, np.int64)}
-    buckets = floor_us(minutes["ts"], seconds)
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], len(buckets)] - 1
+    buckets, starts, ends = _buckets(minutes["ts"], seconds)
     volume = minutes["volume"]
     # A minute without volume has no VWAP and adds nothing to the price x size sum.
     pv = np.where(np.isfinite(minutes["vwap"]), minutes["vwap"] * volume, 0.0)
