@@ -154,6 +154,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Re-queues series whose detection fell behind (e.g. a worker died holding their run).
     "detection-sweep": {"task": "detection.sweep", "schedule": 60.0},
+    # Rollups that could not be queued or refreshed (Redis down at the time): RollupBacklog.
+    "rollup-sweep": {"task": "watchlists.sweep_rollups", "schedule": 60.0},
     "partitions-ahead": {"task": "watchlists.ensure_partitions", "schedule": 6 * 3600.0},
     # After the US close and the daily imports (providers issue refines this to the exchange calendar).
     "nightly-training": {"task": "detection.train_nightly", "schedule": crontab(hour=2, minute=30)},

@@ -82,3 +82,18 @@ class IngestBatch(TenantModel):
     def __str__(self):
         return self.key
 from .providers.models import *  # noqa: E402,F401,F403
+
+
+class RollupBacklog(TenantModel):
+    """A span of a series' points whose rollups (1m/5m/1h, features) were not refreshed: it could not
+    be queued (Redis down when the batch committed), or its refresh failed while Redis was down too.
+    The rollup sweep (beat, watchlists.sweep_rollups) recomputes it, so a committed point is never
+    left out of the coarse resolutions for good. One row per series; a new span widens it."""
+
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="+")
+    start_us = models.BigIntegerField()
+    end_us = models.BigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.series_id}:[{self.start_us}, {self.end_us}]"

@@ -289,9 +289,10 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
     The batch is committed by now: a broker outage (Redis down or restarting) is logged, never
     raised. A 500 for stored points would invite a resend, and a resend without an
     Idempotency-Key stores the ticks twice. Detection that could not be queued is picked up by
-    the detection sweep (series whose points are ahead of their cursor)."""
+    the detection sweep (series whose points are ahead of their cursor); rollups by the rollup
+    sweep (RollupBacklog)."""
     def send():
-        from .tasks import enqueue_rollups
+        from .tasks import LOST, enqueue_rollups, keep_for_sweep
 
         spans = {series.pk: (first, last) for series, _, first, last in stored}
         _robustly(batch_stored, organization_id=organization_id, spans=spans)
@@ -301,8 +302,10 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
         try:
             enqueue_rollups(organization_id, spans)
-        except Exception:  # noqa: BLE001 — see above; logged with the series
+        except Exception:  # noqa: BLE001 — see above; logged with the series, kept for the rollup sweep
             logger.exception("rollups not queued for stored series %s", sorted(spans))
+            if not keep_for_sweep(organization_id, spans):
+                logger.error(LOST, sorted(spans))
     return send
 
 

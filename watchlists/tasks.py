@@ -1,14 +1,19 @@
 """Ingest-queue tasks. Arguments are ids and integers; every task is safe to run twice."""
 
+import logging
 import os
 
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
 
 from . import coalesce
-from .models import Series
+from .models import RollupBacklog, Series
 from .store import partitions, rollups
+
+logger = logging.getLogger(__name__)
 
 ROLLUPS = "rollups"
 
@@ -52,14 +57,86 @@ def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -
     if not self.request.is_eager and not cache.add(guard, 1, timeout=settings.CELERY_TASK_TIME_LIMIT):
         refresh_pending_rollups.apply_async((series_ids, organization_id), countdown=ONE_REFRESH_RETRY_SECONDS)
         return
+    spans: dict[int, tuple[int, int]] = {}
     try:
-        spans = coalesce.release(ROLLUPS, series_ids)
-        for series in Series.objects.filter(pk__in=[k for k, v in spans.items() if v],
-                                            organization_id=organization_id):
+        spans = {series_id: span for series_id, span in coalesce.release(ROLLUPS, series_ids).items() if span}
+        for series in Series.objects.filter(pk__in=list(spans), organization_id=organization_id).order_by("pk"):
             rollups.refresh_rollups(series, *spans[series.pk])
+            del spans[series.pk]
+    except Exception:
+        # The spans were taken off Redis: the ones not refreshed go back, or nothing would redo them.
+        hand_back(organization_id, spans)
+        raise
     finally:
         if not self.request.is_eager:
             cache.delete(guard)
+
+
+def hand_back(organization_id: int, spans: dict[int, tuple[int, int]]) -> None:
+    """Spans whose refresh failed: kept for the rollup sweep (PostgreSQL), or, when PostgreSQL is
+    what failed, claimed again in Redis and queued after the usual delay. Not queued straight
+    away either way, so an error that repeats does not spin."""
+    if not spans or keep_for_sweep(organization_id, spans):
+        return
+    try:
+        enqueue_rollups(organization_id, spans)
+    except Exception:  # noqa: BLE001 — both stores are down; say what is lost and how to rebuild it
+        logger.exception(LOST, sorted(spans))
+
+
+LOST = ("rollups of series %s are not queued anywhere (Redis and PostgreSQL both failed); the points are "
+        "stored: refresh_rollups over their time range rebuilds them")
+
+
+def keep_for_sweep(organization_id: int, spans: dict[int, tuple[int, int]]) -> bool:
+    """Records spans in RollupBacklog (widening a series' row) for sweep_rollups; False if it could
+    not. Called where something already failed, so it logs its own failure instead of raising."""
+    if not spans:
+        return True
+    table = RollupBacklog._meta.db_table
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for series_id, (start_us, end_us) in sorted(spans.items()):
+                # An upsert: two requests failing at once widen one row instead of one of them failing.
+                cursor.execute(
+                    f"INSERT INTO {table} (organization_id, series_id, start_us, end_us, updated_at) "
+                    f"SELECT organization_id, id, %s, %s, %s FROM {Series._meta.db_table} "
+                    f"WHERE id = %s AND organization_id = %s "
+                    f"ON CONFLICT (series_id) DO UPDATE SET start_us = {least}({table}.start_us, excluded.start_us), "
+                    f"end_us = {greatest}({table}.end_us, excluded.end_us), updated_at = excluded.updated_at",
+                    [start_us, end_us, connection.ops.adapt_datetimefield_value(timezone.now()), series_id,
+                     organization_id])
+    except Exception:  # noqa: BLE001 — see the docstring
+        logger.exception("rollup spans of series %s could not be kept for the rollup sweep", sorted(spans))
+        return False
+    logger.warning("rollup spans of series %s kept for the rollup sweep", sorted(spans))
+    return True
+
+
+@shared_task(name="watchlists.sweep_rollups")
+def sweep_rollups(limit: int = 200) -> int:
+    """Beat: refreshes the spans in RollupBacklog, oldest first, one transaction per series (a
+    series that fails again stays for the next sweep; the others go on). Returns spans refreshed.
+    A large span (Redis down for an hour of ticks) is one refresh, as a day's import is."""
+    done = 0
+    for backlog_id in list(RollupBacklog.objects.order_by("updated_at").values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            # Locked while refreshed: a failure recorded meanwhile waits, then starts a new row.
+            row = (RollupBacklog.objects.select_for_update(skip_locked=True, of=("self",)).select_related("series")
+                   .filter(pk=backlog_id).first())
+            if row is None:
+                continue
+            try:
+                with transaction.atomic():
+                    rollups.refresh_rollups(row.series, row.start_us, row.end_us)
+            except Exception:  # noqa: BLE001 — logged; the row stays for the next sweep, the others go on
+                logger.exception("rollup sweep: series %s [%s, %s] failed again", row.series_id, row.start_us,
+                                 row.end_us)
+                continue
+            row.delete()
+        done += 1
+    return done
 
 
 @shared_task(name="watchlists.ensure_partitions")
