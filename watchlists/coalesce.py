@@ -33,6 +33,10 @@ def _span(purpose: str, series_id: int) -> str:
     return f"{purpose}:span:{series_id}"
 
 
+def _held(purpose: str, series_id: int) -> str:
+    return f"{purpose}:held:{series_id}"
+
+
 def _pending(purpose: str, organization_id: int) -> tuple[str, str]:
     return f"{purpose}:queued:org:{organization_id}", f"{purpose}:pending:{organization_id}"
 
@@ -61,7 +65,8 @@ def claim(purpose: str, series_ids: list[int], spans: dict[int, tuple[int, int]]
     keys = [key(_span(purpose, series_id)) for series_id in spans] + \
            [key(_flag(purpose, series_id)) for series_id in series_ids]
     bounds = [bound for lo_hi in spans.values() for bound in lo_hi]
-    fresh = _claim_script(client)(keys=keys, args=[len(spans), SPAN_SECONDS, FLAG_SECONDS, *bounds])
+    fresh = _script(client, "_coalesce_claim", _CLAIM_LUA)(keys=keys, args=[len(spans), SPAN_SECONDS, FLAG_SECONDS,
+                                                                            *bounds])
     return [series_ids[i - 1] for i in fresh]
 
 
@@ -83,32 +88,77 @@ return fresh
 """
 
 
-def _claim_script(client):
-    script = getattr(client, "_coalesce_claim", None)
+def _script(client, attribute: str, source: str):
+    """A registered script, kept on the client (EVALSHA, loaded once)."""
+    script = getattr(client, attribute, None)
     if script is None:
-        script = client._coalesce_claim = client.register_script(_CLAIM_LUA)
+        script = client.register_script(source)
+        setattr(client, attribute, script)
     return script
 
 
-def release(purpose: str, series_ids: list[int]) -> dict[int, tuple[int, int] | None]:
-    """Clears the flags and takes the pending spans, atomically: {series id: (start, end) or None}."""
+def release(purpose: str, series_ids: list[int], run: str = "") -> dict[int, tuple[int, int] | None]:
+    """Clears the flags and takes the pending spans, atomically: {series id: (start, end) or None}.
+
+    A run that names itself (`run`) holds what it took under its name until finish(): if its
+    process dies first (SIGKILL, OOM), the next release of those series takes the dead run's spans
+    too, so a crash mid-refresh loses nothing. (A span held by a run still alive is taken as well:
+    refreshed twice, which is harmless.)"""
     client = _redis()
     if client is None:
-        return _LOCAL.release(purpose, series_ids)
+        return _LOCAL.release(purpose, series_ids, run)
     key = cache.make_and_validate_key
-    pipe = client.pipeline(transaction=True)
+    keys = [k for series_id in series_ids for k in (key(_flag(purpose, series_id)), key(_span(purpose, series_id)),
+                                                    key(_held(purpose, series_id)))]
+    taken = _script(client, "_coalesce_release", _RELEASE_LUA)(keys=keys, args=[run, SPAN_SECONDS])
+    return {series_id: (int(span[0]), int(span[1])) if span else None
+            for series_id, span in zip(series_ids, taken, strict=True)}
+
+
+def finish(purpose: str, series_ids: list[int], run: str) -> None:
+    """The run refreshed (or handed back) everything it took: it holds nothing any more."""
+    client = _redis()
+    if client is None:
+        return _LOCAL.finish(purpose, series_ids, run)
+    key = cache.make_and_validate_key
+    pipe = client.pipeline(transaction=False)
     for series_id in series_ids:
-        pipe.delete(key(_flag(purpose, series_id)))
-    for series_id in series_ids:
-        name = key(_span(purpose, series_id))
-        pipe.zrange(name, 0, -1, withscores=True)
-        pipe.delete(name)
-    results = pipe.execute()[len(series_ids):]
-    out = {}
-    for series_id, members in zip(series_ids, results[::2], strict=True):
-        scores = {m.decode() if isinstance(m, bytes) else m: int(s) for m, s in members}
-        out[series_id] = (scores["lo"], scores["hi"]) if {"lo", "hi"} <= scores.keys() else None
-    return out
+        pipe.hdel(key(_held(purpose, series_id)), run)
+    pipe.execute()
+
+
+# release() as one script. Per series (flag, span, held): the pending span (ZSET lo/hi) merged with
+# every span runs still hold (HASH run -> "lo:hi"), stored under this run's name if it has one.
+# Bounds travel as the strings Redis stores (µs need 53 bits; Lua's tostring would round them).
+_RELEASE_LUA = """
+local out = {}
+for i = 1, #KEYS, 3 do
+  redis.call('DEL', KEYS[i])
+  local lo, hi
+  local function widen(a, b)
+    if not lo or tonumber(a) < tonumber(lo) then lo = a end
+    if not hi or tonumber(b) > tonumber(hi) then hi = b end
+  end
+  local z = redis.call('ZRANGE', KEYS[i + 1], 0, -1, 'WITHSCORES')
+  local zlo, zhi
+  for j = 1, #z, 2 do
+    if z[j] == 'lo' then zlo = z[j + 1] elseif z[j] == 'hi' then zhi = z[j + 1] end
+  end
+  if zlo and zhi then widen(zlo, zhi) end
+  local held = redis.call('HVALS', KEYS[i + 2])
+  for j = 1, #held do
+    local a, b = string.match(held[j], '^(.-):(.-)$')
+    widen(a, b)
+  end
+  redis.call('DEL', KEYS[i + 1], KEYS[i + 2])
+  if lo and ARGV[1] ~= '' then
+    redis.call('HSET', KEYS[i + 2], ARGV[1], lo .. ':' .. hi)
+    redis.call('EXPIRE', KEYS[i + 2], ARGV[2])
+  end
+  out[#out + 1] = lo and {lo, hi} or false
+end
+return out
+"""
 
 
 def add_pending(purpose: str, organization_id: int, series_ids: list[int]) -> bool:
@@ -157,6 +207,7 @@ class _LocalStore:
         self.flags: dict[str, float] = {}
         self.spans: dict[str, tuple[int, int]] = {}
         self.pending: dict[str, set[int]] = {}
+        self.held: dict[str, dict[str, tuple[int, int]]] = {}
 
     def claim(self, purpose, series_ids, spans):
         fresh = []
@@ -191,11 +242,23 @@ class _LocalStore:
             self.flags.pop(flag, None)
             return sorted(self.pending.pop(members, ()))
 
-    def release(self, purpose, series_ids):
+    def release(self, purpose, series_ids, run):
+        out = {}
         with self.lock:
             for series_id in series_ids:
                 self.flags.pop(_flag(purpose, series_id), None)
-            return {series_id: self.spans.pop(_span(purpose, series_id), None) for series_id in series_ids}
+                spans = [self.spans.pop(_span(purpose, series_id), None),
+                         *self.held.pop(_held(purpose, series_id), {}).values()]
+                spans = [span for span in spans if span]
+                out[series_id] = (min(lo for lo, _ in spans), max(hi for _, hi in spans)) if spans else None
+                if out[series_id] and run:
+                    self.held[_held(purpose, series_id)] = {run: out[series_id]}
+        return out
+
+    def finish(self, purpose, series_ids, run):
+        with self.lock:
+            for series_id in series_ids:
+                self.held.get(_held(purpose, series_id), {}).pop(run, None)
 
 
 _LOCAL = _LocalStore()

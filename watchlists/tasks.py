@@ -1,13 +1,15 @@
 """Ingest-queue tasks. Arguments are ids and integers; every task is safe to run twice."""
 
 import logging
-import os
+import uuid
 
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+
+from anomalyhub.celery import WORKER_PID
 
 from . import coalesce
 from .models import RollupBacklog, Series
@@ -49,17 +51,18 @@ def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -
     """Refreshes the span each series accumulated since its last refresh. Takes the span before
     reading, so points stored meanwhile queue the next run.
 
-    One refresh at a time per worker (its pool processes share the main process, os.getppid()):
+    One refresh at a time per worker (its pool processes share the main process, WORKER_PID):
     the worker also serves the detect queue, and refreshes that fire together (their delays end
     together) must not take every pool process for seconds while detection runs wait behind them.
     A refresh that finds another running comes back later; its series keep their queued flags."""
-    guard = f"{ROLLUPS}:running:{self.request.hostname}:{os.getppid()}"
+    guard = f"{ROLLUPS}:running:{self.request.hostname}:{WORKER_PID}"
     if not self.request.is_eager and not cache.add(guard, 1, timeout=settings.CELERY_TASK_TIME_LIMIT):
         refresh_pending_rollups.apply_async((series_ids, organization_id), countdown=ONE_REFRESH_RETRY_SECONDS)
         return
+    run = self.request.id or uuid.uuid4().hex
     spans: dict[int, tuple[int, int]] = {}
     try:
-        spans = {series_id: span for series_id, span in coalesce.release(ROLLUPS, series_ids).items() if span}
+        spans = {series_id: span for series_id, span in coalesce.release(ROLLUPS, series_ids, run).items() if span}
         for series in Series.objects.filter(pk__in=list(spans), organization_id=organization_id).order_by("pk"):
             rollups.refresh_rollups(series, *spans[series.pk])
             del spans[series.pk]
@@ -68,6 +71,12 @@ def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -
         hand_back(organization_id, spans)
         raise
     finally:
+        # Done with what it took (refreshed or handed back). Not reached if the process is killed:
+        # the spans stay held under this run's name, and the next release of the series takes them.
+        try:
+            coalesce.finish(ROLLUPS, series_ids, run)
+        except Exception:  # noqa: BLE001 — the next release takes the held spans again: refreshed twice
+            logger.exception("rollup run %s could not let go of series %s", run, series_ids)
         if not self.request.is_eager:
             cache.delete(guard)
 

@@ -54,3 +54,25 @@ def test_run_pending_restores_its_series_when_the_pass_fails(monkeypatch, org_a)
     with pytest.raises(RuntimeError):
         tasks.run_pending(org_a.pk)
     assert coalesce.take_pending(tasks.DETECT, org_a.pk) == [11, 12]
+
+
+def test_spans_a_dead_run_took_are_taken_by_the_next_release(store):
+    t0 = 1_700_000_000_123_457  # real µs: bounds must come back exact, not rounded through a double's text
+    coalesce.claim("h", [1, 2], {1: (t0, t0 + 10), 2: (t0 + 5, t0 + 6)})
+    assert coalesce.release("h", [1, 2], run="a") == {1: (t0, t0 + 10), 2: (t0 + 5, t0 + 6)}
+    # Run "a" is killed before finish(). New points arrive for series 1 only.
+    coalesce.claim("h", [1], {1: (t0 + 20, t0 + 30)})
+    assert coalesce.release("h", [1], run="b") == {1: (t0, t0 + 30)}
+    coalesce.finish("h", [1], "b")
+    # Series 2 is released again (the dead run's message redelivered): its span is still there.
+    assert coalesce.release("h", [2], run="a") == {2: (t0 + 5, t0 + 6)}
+    coalesce.finish("h", [2], "a")
+    assert coalesce.release("h", [1, 2], run="c") == {1: None, 2: None}
+
+
+def test_a_finished_run_leaves_nothing_behind(store):
+    coalesce.claim("f", [3], {3: (10, 20)})
+    assert coalesce.release("f", [3], run="x") == {3: (10, 20)}
+    coalesce.finish("f", [3], "x")
+    coalesce.claim("f", [3], {3: (50, 60)})
+    assert coalesce.release("f", [3], run="y") == {3: (50, 60)}

@@ -1,10 +1,9 @@
 """A worker runs one rollup refresh at a time, so the detection runs it also serves never wait behind several."""
 
-import os
-
 import pytest
 from django.core.cache import cache
 
+from anomalyhub.celery import WORKER_PID
 from tests.factories import SeriesFactory
 from watchlists import coalesce, tasks
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def worker_request():
     """The task as a worker runs it (not eagerly), on worker "w1@host"."""
     tasks.refresh_pending_rollups.push_request(is_eager=False, hostname="w1@host")
-    yield f"{tasks.ROLLUPS}:running:w1@host:{os.getppid()}"
+    yield f"{tasks.ROLLUPS}:running:w1@host:{WORKER_PID}"
     tasks.refresh_pending_rollups.pop_request()
 
 
