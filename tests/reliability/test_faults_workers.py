@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from accounts.tenancy import system_actor
 from alerts.models import DeliveryAttempt, Notification
@@ -23,6 +24,9 @@ from tests.alerts.test_worker_crash import (
 )
 from tests.detection import test_worker_crash as detection_crash_module
 from tests.factories import OrganizationFactory, SeriesFactory
+from tests.watchlists.test_rollup_crash import (
+    test_a_worker_killed_mid_refresh_loses_no_rollup as rollup_crash,
+)
 from tests.workers import Worker, queued_for_real, wait_for, worker_env
 from watchlists import importer
 from watchlists.demo import DATA
@@ -52,6 +56,19 @@ def test_alerts_worker_sigkilled_mid_delivery(receiver):  # noqa: F811
            notes=f"{attempts} delivery attempt logged; the receiver saw {len(ids)} requests with one webhook-id "
                  "(at-least-once: the crash fell between send and commit; receivers dedupe by webhook-id); "
                  "a redelivered dispatch task wrote nothing")
+
+
+def test_rollup_worker_sigkilled_mid_refresh(settings, clean_store):
+    rollup_crash(settings, clean_store)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT (SELECT count(*) FROM watchlists_tick), "
+                       "(SELECT count(*) FROM watchlists_rollup WHERE resolution = 60)")
+        ticks, minutes = cursor.fetchone()
+    record("Faults", "Celery worker SIGKILLed during a rollup refresh", sent=6, stored=ticks, delivered=minutes,
+           lost=2 - minutes, duplicates=0,
+           notes="killed while its refresh of the first minute (4 ticks) waited on a locked rollup table; the "
+                 "restarted worker's next refresh of the series (a batch in a later minute) took the dead run's "
+                 "span too: both 1-minute rollups written, OHLC and trade count equal to the ticks")
 
 
 def _progress(run_id: int) -> tuple[str, float]:
