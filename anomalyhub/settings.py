@@ -4,6 +4,7 @@ Two ways to run: with no DATABASE_URL/REDIS_URL the embedded default (SQLite, in
 channel layer, tasks in-process, console email); with them, PostgreSQL + Redis + Celery.
 """
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -264,9 +265,17 @@ INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
 # A webhook is disabled (and its owner told) after this many consecutive failed deliveries.
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
 # Threads serving HTTP requests in one ASGI process (anomalyhub/asgi.py); each holds a DB connection.
-HTTP_THREADS = env_int("HTTP_THREADS", 16)
-# daphne processes `manage.py serve` runs on one listening socket: one process uses one core (GIL).
-WEB_PROCESSES = env_int("WEB_PROCESSES", 2 if PRODUCTION else 1)
+# Few: a view holds the GIL for most of its time, so more threads only wait for it, interleaving every
+# request with the others. A streamed export holds its thread until it ends (admins only; raise this
+# where several run at once). Measured with `make load` on 2 cores (docs/load-report.md): 4 threads
+# gave a median p99 of 88 ms over six runs, 16 threads 126 ms over six.
+HTTP_THREADS = env_int("HTTP_THREADS", 4)
+# daphne processes `manage.py serve` runs on one listening socket, in production one more than the
+# cores this process may use: a process is often waiting for its GIL while PostgreSQL or another
+# process holds a core, and the extra one fills those gaps (make load on 2 cores: 3 processes against
+# 2 lowered p50 from 32-51 ms to 19-25 ms in back-to-back pairs). In a container limited by CPU quota
+# rather than by CPU set, set WEB_PROCESSES: the count below sees the host's cores.
+WEB_PROCESSES = env_int("WEB_PROCESSES", len(os.sched_getaffinity(0)) + 1 if PRODUCTION else 1)
 
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:

@@ -1,7 +1,8 @@
 """`make load`: the production process model under load, measured, written to docs/load-report.md.
 
 1. Migrates the load database ($DATABASE_URL, its own) and creates the tenants (tests/load/prepare.py).
-2. Starts `manage.py serve` on a free 127.0.0.1 port (LOAD_WEB_PROCESSES daphne processes, a worker
+2. Starts `manage.py serve` on a free 127.0.0.1 port (serve's production default of daphne processes,
+   or LOAD_WEB_PROCESSES; a worker
    per queue group, beat), ingests some history through the API and waits for the workers to drain.
 3. Runs locust headless for LOAD_SECONDS (default 60) with the users of tests/load/locustfile.py,
    while sampling the CPU time of every process.
@@ -32,7 +33,7 @@ from tests.benchmarks.harness import REPO, percentile
 from tests.benchmarks.server import free_port
 
 SECONDS = int(os.environ.get("LOAD_SECONDS", "60"))
-WEB_PROCESSES = int(os.environ.get("LOAD_WEB_PROCESSES", "2"))
+WEB_PROCESSES = os.environ.get("LOAD_WEB_PROCESSES", "")  # empty: serve's own default, as deployed
 WORKERS = os.environ.get("LOAD_WORKERS", "ingest,detect:1 train:1 alerts:1")
 API_RPS = float(os.environ.get("LOAD_API_RPS", "300"))
 TICKS_PER_S = float(os.environ.get("LOAD_TICKS_PER_S", "1000"))
@@ -196,8 +197,9 @@ def main() -> int:
         config = json.loads(config_path.read_text())
         port = free_port()
         log = open(tmp / "serve.log", "wb")
-        server = subprocess.Popen([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}",
-                                   "--web-processes", str(WEB_PROCESSES), "--workers", WORKERS],
+        processes = ["--web-processes", WEB_PROCESSES] if WEB_PROCESSES else []
+        server = subprocess.Popen([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}", *processes,
+                                   "--workers", WORKERS],
                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_ready(port, server)
@@ -241,8 +243,9 @@ def main() -> int:
             if pid in cpu0:
                 cpu[roles[pid]] += (seconds - cpu0[pid]) / window
         machine = ((busy1[0] - busy0[0]) / (busy1[1] - busy0[1])) * os.cpu_count()
+        web = sum(1 for role in roles.values() if role == "web (daphne)")
         text = _report(samples, dict(cpu), machine, graphql, depth0, depth1, stop_code, load0, os.getloadavg()[0],
-                       autovacuum)
+                       autovacuum, web)
     REPORT.write_text(text)
     print(text)
     print(f"load: report written to {REPORT} in {time.monotonic() - started:.0f}s")
@@ -250,7 +253,7 @@ def main() -> int:
 
 
 def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, load_before, load_after,
-            autovacuum) -> str:
+            autovacuum, web_processes) -> str:
     rows = samples["samples"]
     start = samples["since"] + 2  # let the first second settle
     rows = [r for r in rows if r[0] >= start]
@@ -284,7 +287,9 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         f"- Machine: {platform.node()}, {os.cpu_count()} cores ({cpu_model}), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}; "
         f"shared with other work: load average {load_before:.1f} at the start, {load_after:.1f} at the end",
-        f"- Server: `manage.py serve` (DJANGO_ENV=production), {WEB_PROCESSES} daphne processes, workers "
+        f"- Server: `manage.py serve` (DJANGO_ENV=production), {web_processes} daphne processes "
+        f"({'HTTP_THREADS=' + os.environ['HTTP_THREADS'] if os.environ.get('HTTP_THREADS') else 'default HTTP_THREADS'}), "
+        f"workers "
         f"`{WORKERS}`, beat; PostgreSQL and Redis on the same machine; locust on the same machine too. "
         f"PostgreSQL autovacuum is {autovacuum} here: the harness runs ANALYZE after the history, as "
         "autovacuum keeps statistics in production",

@@ -10,7 +10,7 @@ set. A clean stop exits 0.
 
 Every child runs in its own session, so a terminal's Ctrl-C reaches only this runner, which then
 stops the children in order. Several daphne processes serve one port (--web-processes, default
-WEB_PROCESSES: 2 in production), each on its own listening socket (`--fd`) bound with SO_REUSEPORT,
+WEB_PROCESSES: cores + 1 in production), each on its own listening socket (`--fd`) bound with SO_REUSEPORT,
 so the kernel spreads new connections evenly between them. (One shared socket did not: Twisted
 accepts every pending connection in one go, so whichever process woke first took most of a burst
 of keep-alive clients, 43 of 54 under `make load`, and its one GIL became the bottleneck.)
