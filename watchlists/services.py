@@ -305,7 +305,7 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
         except Exception:  # noqa: BLE001 — see above; logged with the series, kept for the rollup sweep
             logger.exception("rollups not queued for stored series %s", sorted(spans))
             if not keep_for_sweep(organization_id, spans):
-                logger.error(LOST, sorted(spans))
+                logger.error(LOST, sorted(spans.items()))
     return send
 
 

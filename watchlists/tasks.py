@@ -73,12 +73,13 @@ def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -
     finally:
         # Done with what it took (refreshed or handed back). Not reached if the process is killed:
         # the spans stay held under this run's name, and the next release of the series takes them.
+        # With Redis gone these fail too; they must not hide the error that ended the run.
         try:
             coalesce.finish(ROLLUPS, series_ids, run)
-        except Exception:  # noqa: BLE001 — the next release takes the held spans again: refreshed twice
+            if not self.request.is_eager:
+                cache.delete(guard)
+        except Exception:  # noqa: BLE001 — held spans are taken again (refreshed twice); the guard expires
             logger.exception("rollup run %s could not let go of series %s", run, series_ids)
-        if not self.request.is_eager:
-            cache.delete(guard)
 
 
 def hand_back(organization_id: int, spans: dict[int, tuple[int, int]]) -> None:
@@ -90,11 +91,11 @@ def hand_back(organization_id: int, spans: dict[int, tuple[int, int]]) -> None:
     try:
         enqueue_rollups(organization_id, spans)
     except Exception:  # noqa: BLE001 — both stores are down; say what is lost and how to rebuild it
-        logger.exception(LOST, sorted(spans))
+        logger.exception(LOST, sorted(spans.items()))
 
 
-LOST = ("rollups of series %s are not queued anywhere (Redis and PostgreSQL both failed); the points are "
-        "stored: refresh_rollups over their time range rebuilds them")
+LOST = ("rollups of (series, (start µs, end µs)) %s are not queued anywhere (Redis and PostgreSQL both failed); "
+        "the points are stored: watchlists.store.rollups.refresh_rollups(series, start, end) rebuilds them")
 
 
 def keep_for_sweep(organization_id: int, spans: dict[int, tuple[int, int]]) -> bool:

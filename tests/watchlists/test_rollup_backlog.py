@@ -107,3 +107,17 @@ def test_with_postgresql_failing_too_the_spans_go_back_to_redis_and_a_run_is_que
         tasks.refresh_pending_rollups.run([spy.pk], org_a.pk)
     assert queued == [(([spy.pk], org_a.pk), tasks.rollup_delay())]  # after the delay, not straight away
     assert claimed_spans(spy) == {spy.pk: (10, 20)}
+
+
+def test_with_both_stores_failing_the_log_says_which_spans_to_rebuild(org_a, spy, monkeypatch, settings, caplog):
+    coalesce.claim(tasks.ROLLUPS, [spy.pk], {spy.pk: (10, 20)})
+    monkeypatch.setattr(tasks, "keep_for_sweep", lambda organization_id, spans: False)
+
+    def refresh(series, lo, hi):  # Redis goes away too, after the spans were taken
+        settings.CACHES = REDIS_DOWN
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(tasks.rollups, "refresh_rollups", refresh)
+    with pytest.raises(OperationalError):
+        tasks.refresh_pending_rollups.run([spy.pk], org_a.pk)
+    assert f"rollups of (series, (start µs, end µs)) [({spy.pk}, (10, 20))] are not queued anywhere" in caplog.text
