@@ -155,7 +155,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Re-queues series whose detection fell behind (e.g. a worker died holding their run).
     "detection-sweep": {"task": "detection.sweep", "schedule": 60.0},
-    # Rollups that could not be queued or refreshed (Redis down at the time): RollupBacklog.
+    # Rollups whose refresh never took their RollupBacklog span (task lost with Redis, or failing).
     "rollup-sweep": {"task": "watchlists.sweep_rollups", "schedule": 60.0},
     "partitions-ahead": {"task": "watchlists.ensure_partitions", "schedule": 6 * 3600.0},
     # After the US close and the daily imports (providers issue refines this to the exchange calendar).

@@ -244,23 +244,35 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
 
 def _advance_last_points(organization_id: int, announced) -> None:
     """Moves every series' last_point_at forward in one statement (one round trip per batch, not
-    per series); in id order, so concurrent batches lock the rows in the same order.
+    per series); in id order, so concurrent batches lock the rows in the same order. With it, in
+    the same transaction, each series' span is added to its RollupBacklog row: what the rollups
+    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (tasks.take_backlog).
 
     The row locks also check that every series is still what its points were parsed and named for
     (symbol, kind, exchange: its time zone): a series looked up from a cache (series_by_symbol)
     may have been deleted, renamed or changed in another process. Then nothing is stored and the
     caller is told."""
-    latest = {series.pk: (from_us(last), series) for series, _, _, last in announced}
-    rows = [(pk, t, s.kind, s.symbol, s.exchange) for pk, (t, s) in sorted(latest.items())]
+    from .tasks import backlog_statements
+
+    spans = _spans(announced)
+    series_by_id = {series.pk: series for series, *_ in announced}
+    rows = [(pk, from_us(spans[pk][1]), s.kind, s.symbol, s.exchange) for pk, s in sorted(series_by_id.items())]
+    backlog = backlog_statements(organization_id, spans)
     if connection.vendor == "postgresql":
+        # The rollup backlog goes in the same query string: no round trip more for the batch.
+        (backlog_sql, backlog_params), = backlog
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
                            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
                            "AS v(id, t, kind, symbol, exchange) WHERE s.id = v.id AND s.organization_id = %s "
-                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id",
-                           [*map(list, zip(*rows, strict=True)), organization_id])
+                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id; "
+                           f"{backlog_sql}",
+                           [*map(list, zip(*rows, strict=True)), organization_id, *backlog_params])
             found = {row[0] for row in cursor.fetchall()}
     else:
+        with connection.cursor() as cursor:
+            for sql, params in backlog:
+                cursor.execute(sql, params)
         found = set()
         for series_id, last_dt, kind, symbol, exchange in rows:
             current = list(Series.objects.filter(pk=series_id, organization_id=organization_id, kind=kind,
@@ -290,11 +302,11 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
     raised. A 500 for stored points would invite a resend, and a resend without an
     Idempotency-Key stores the ticks twice. Detection that could not be queued is picked up by
     the detection sweep (series whose points are ahead of their cursor); rollups by the rollup
-    sweep (RollupBacklog)."""
+    sweep, from the spans committed with the points (RollupBacklog, _advance_last_points)."""
     def send():
-        from .tasks import LOST, enqueue_rollups, keep_for_sweep
+        from .tasks import enqueue_rollups
 
-        spans = {series.pk: (first, last) for series, _, first, last in stored}
+        spans = _spans(stored)
         _robustly(batch_stored, organization_id=organization_id, spans=spans)
         for series, points, first, last in stored:
             _robustly(points_stored, organization_id=organization_id, series_id=series.pk,
@@ -302,11 +314,19 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
         try:
             enqueue_rollups(organization_id, spans)
-        except Exception:  # noqa: BLE001 — see above; logged with the series, kept for the rollup sweep
-            logger.exception("rollups not queued for stored series %s", sorted(spans))
-            if not keep_for_sweep(organization_id, spans):
-                logger.error(LOST, sorted(spans.items()))
+        except Exception:  # noqa: BLE001 — see above; the spans are in RollupBacklog, committed with the points
+            logger.exception("rollups not queued for stored series %s: the rollup sweep will build them",
+                             sorted(spans))
     return send
+
+
+def _spans(stored) -> dict[int, tuple[int, int]]:
+    """{series id: (first µs, last µs)} of a request's batches (a series may come in several)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for series, _, first, last in stored:
+        lo, hi = spans.get(series.pk, (first, last))
+        spans[series.pk] = (min(lo, first), max(hi, last))
+    return spans
 
 
 def _robustly(signal, **kwargs) -> None:

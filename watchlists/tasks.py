@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -63,6 +64,9 @@ def refresh_pending_rollups(self, series_ids: list[int], organization_id: int) -
     spans: dict[int, tuple[int, int]] = {}
     try:
         spans = {series_id: span for series_id, span in coalesce.release(ROLLUPS, series_ids, run).items() if span}
+        # With what PostgreSQL kept of them: the same batches, unless Redis lost some (emptied, a
+        # key evicted) or they were handed back after a failure.
+        spans = _widened(spans, take_backlog(organization_id, series_ids))
         for series in Series.objects.filter(pk__in=list(spans), organization_id=organization_id).order_by("pk"):
             rollups.refresh_rollups(series, *spans[series.pk])
             del spans[series.pk]
@@ -103,20 +107,10 @@ def keep_for_sweep(organization_id: int, spans: dict[int, tuple[int, int]]) -> b
     not. Called where something already failed, so it logs its own failure instead of raising."""
     if not spans:
         return True
-    table = RollupBacklog._meta.db_table
-    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            for series_id, (start_us, end_us) in sorted(spans.items()):
-                # An upsert: two requests failing at once widen one row instead of one of them failing.
-                cursor.execute(
-                    f"INSERT INTO {table} (organization_id, series_id, start_us, end_us, updated_at) "
-                    f"SELECT organization_id, id, %s, %s, %s FROM {Series._meta.db_table} "
-                    f"WHERE id = %s AND organization_id = %s "
-                    f"ON CONFLICT (series_id) DO UPDATE SET start_us = {least}({table}.start_us, excluded.start_us), "
-                    f"end_us = {greatest}({table}.end_us, excluded.end_us), updated_at = excluded.updated_at",
-                    [start_us, end_us, connection.ops.adapt_datetimefield_value(timezone.now()), series_id,
-                     organization_id])
+            for sql, params in backlog_statements(organization_id, spans):
+                cursor.execute(sql, params)
     except Exception:  # noqa: BLE001 — see the docstring
         logger.exception("rollup spans of series %s could not be kept for the rollup sweep", sorted(spans))
         return False
@@ -124,28 +118,79 @@ def keep_for_sweep(organization_id: int, spans: dict[int, tuple[int, int]]) -> b
     return True
 
 
+def backlog_statements(organization_id: int, spans: dict[int, tuple[int, int]]) -> list[tuple[str, list]]:
+    """(SQL, parameters) widening each series' RollupBacklog row by its span: an upsert, so two
+    writers widen one row instead of one of them failing; in series order, so they lock rows in the
+    same order; only the organization's series. PostgreSQL: one statement for every series (ingest
+    sends it in the query string of its series update); SQLite: one per series."""
+    table, series_table = RollupBacklog._meta.db_table, Series._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    rows = sorted((series_id, lo, hi) for series_id, (lo, hi) in spans.items())
+    if connection.vendor == "postgresql":
+        return [(f"INSERT INTO {table} (organization_id, series_id, start_us, end_us, updated_at) "
+                 f"SELECT s.organization_id, s.id, v.lo, v.hi, %s FROM unnest(%s::bigint[], %s::bigint[], "
+                 f"%s::bigint[]) AS v(id, lo, hi) JOIN {series_table} s ON s.id = v.id AND s.organization_id = %s "
+                 f"ORDER BY s.id ON CONFLICT (series_id) DO UPDATE SET start_us = LEAST({table}.start_us, "
+                 f"excluded.start_us), end_us = GREATEST({table}.end_us, excluded.end_us), "
+                 "updated_at = excluded.updated_at",
+                 [now, *(list(column) for column in zip(*rows, strict=True)), organization_id])]
+    return [(f"INSERT INTO {table} (organization_id, series_id, start_us, end_us, updated_at) "
+             f"SELECT organization_id, id, %s, %s, %s FROM {series_table} WHERE id = %s AND organization_id = %s "
+             f"ON CONFLICT (series_id) DO UPDATE SET start_us = MIN({table}.start_us, excluded.start_us), "
+             f"end_us = MAX({table}.end_us, excluded.end_us), updated_at = excluded.updated_at",
+             [lo, hi, now, series_id, organization_id]) for series_id, lo, hi in rows]
+
+
+def take_backlog(organization_id: int, series_ids) -> dict[int, tuple[int, int]]:
+    """Deletes and returns the series' RollupBacklog spans, for a refresh about to recompute them.
+    Committed at once, not held while the refresh runs: every batch of the series widens its row,
+    and would wait behind the refresh. A refresh that then fails hands them back (hand_back)."""
+    with transaction.atomic():
+        rows = list(RollupBacklog.objects.select_for_update().filter(
+            organization_id=organization_id, series_id__in=list(series_ids)).order_by("series_id")
+            .values_list("pk", "series_id", "start_us", "end_us"))
+        if rows:
+            RollupBacklog.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+    return {series_id: (lo, hi) for _, series_id, lo, hi in rows}
+
+
+def _widened(spans: dict[int, tuple[int, int]], more: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    merged = dict(spans)
+    for series_id, (lo, hi) in more.items():
+        old = merged.get(series_id)
+        merged[series_id] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    return merged
+
+
+# Backlog rows left alone this long after their last batch were not taken by a refresh: its task
+# was lost (Redis emptied or evicted the claim) or every try failed. The sweep rebuilds them.
+SWEEP_GRACE_SECONDS = 60
+
+
 @shared_task(name="watchlists.sweep_rollups")
-def sweep_rollups(limit: int = 200) -> int:
-    """Beat: refreshes the spans in RollupBacklog, oldest first, one transaction per series (a
-    series that fails again stays for the next sweep; the others go on). Returns spans refreshed.
-    A large span (Redis down for an hour of ticks) is one refresh, as a day's import is."""
+def sweep_rollups(limit: int = 200, older_than_seconds: float | None = None) -> int:
+    """Beat: refreshes the RollupBacklog spans no refresh took within the usual delay and
+    SWEEP_GRACE_SECONDS, oldest first. Each is taken (take_backlog), refreshed, and handed back if
+    it fails again, for the next sweep; the others go on. Returns spans refreshed. A large span
+    (Redis down for an hour of ticks) is one refresh, as a day's import is."""
+    if older_than_seconds is None:
+        older_than_seconds = rollup_delay() + SWEEP_GRACE_SECONDS
+    stale = RollupBacklog.objects.filter(updated_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
+    by_organization: dict[int, list[int]] = {}
+    for organization_id, series_id in stale.order_by("updated_at").values_list("organization_id",
+                                                                              "series_id")[:limit]:
+        by_organization.setdefault(organization_id, []).append(series_id)
     done = 0
-    for backlog_id in list(RollupBacklog.objects.order_by("updated_at").values_list("pk", flat=True)[:limit]):
-        with transaction.atomic():
-            # Locked while refreshed: a failure recorded meanwhile waits, then starts a new row.
-            row = (RollupBacklog.objects.select_for_update(skip_locked=True, of=("self",)).select_related("series")
-                   .filter(pk=backlog_id).first())
-            if row is None:
-                continue
+    for organization_id, series_ids in by_organization.items():
+        spans = take_backlog(organization_id, series_ids)
+        for series in Series.objects.filter(pk__in=list(spans), organization_id=organization_id).order_by("pk"):
             try:
-                with transaction.atomic():
-                    rollups.refresh_rollups(row.series, row.start_us, row.end_us)
-            except Exception:  # noqa: BLE001 — logged; the row stays for the next sweep, the others go on
-                logger.exception("rollup sweep: series %s [%s, %s] failed again", row.series_id, row.start_us,
-                                 row.end_us)
+                rollups.refresh_rollups(series, *spans[series.pk])
+            except Exception:  # noqa: BLE001 — logged; handed back for the next sweep, the others go on
+                logger.exception("rollup sweep: series %s %s failed again", series.pk, spans[series.pk])
+                hand_back(organization_id, {series.pk: spans[series.pk]})
                 continue
-            row.delete()
-        done += 1
+            done += 1
     return done
 
 

@@ -1,10 +1,13 @@
-"""Rollups are never lost to an outage: spans that could not be queued, or whose refresh failed,
-are kept (RollupBacklog, or Redis again) and rebuilt by the rollup sweep."""
+"""Rollups are never lost to an outage: every batch's span is committed with its points
+(RollupBacklog); the refresh its Redis claim queues takes it, hands it back if it fails, and what no
+refresh took (the claim or the task lost with Redis, or a refresh failing) the rollup sweep rebuilds."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import OperationalError
+from django.utils import timezone
 
 from tests.watchlists.conftest import count_rows
 from watchlists import coalesce, tasks
@@ -50,11 +53,50 @@ def test_rollups_not_queued_while_redis_is_down_are_built_by_the_sweep(
     assert minute_rollups(spy) == []
 
     settings.CACHES = working  # Redis is back; the beat's sweep runs
-    assert tasks.sweep_rollups() == 1
+    assert tasks.sweep_rollups(older_than_seconds=0) == 1
     minute = us("2013-10-07T13:30:00+00:00")
     assert minute_rollups(spy) == [(minute, 168.10, 168.40, 168.10, 168.40, 300.0, 2),
                                    (minute + 60_000_000, 168.20, 168.20, 168.20, 168.20, 300.0, 1)]
     assert not RollupBacklog.objects.exists() and count_rows("watchlists_tick", spy.pk) == 3
+
+
+def store_ticks(client, series, django_capture_on_commit_callbacks, monkeypatch) -> list:
+    """POSTs TICKS and runs the batch's after-commit hooks; returns the rollup refreshes queued
+    (recorded instead of sent: the worker's part is played by the test)."""
+    queued = []
+    monkeypatch.setattr(tasks.refresh_pending_rollups, "apply_async",
+                        lambda args, countdown: queued.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/api/v1/series/{series.pk}/points/", TICKS, format="json")
+    assert r.status_code == 201, r.content
+    return queued
+
+
+def test_the_refresh_a_batch_queues_takes_its_backlog_span(alice_client, spy, django_capture_on_commit_callbacks,
+                                                            monkeypatch):
+    queued = store_ticks(alice_client, spy, django_capture_on_commit_callbacks, monkeypatch)
+    kept = RollupBacklog.objects.get(series=spy)  # committed with the points, before any refresh
+    assert (kept.start_us, kept.end_us) == (us("2013-10-07T13:30:00.001+00:00"), us("2013-10-07T13:31:05+00:00"))
+    assert queued == [([spy.pk], spy.organization_id)]
+    tasks.refresh_pending_rollups.run(*queued[0])  # the worker
+    assert len(minute_rollups(spy)) == 2 and not RollupBacklog.objects.exists()
+    assert tasks.sweep_rollups(older_than_seconds=0) == 0
+
+
+def test_rollups_whose_claim_redis_lost_are_built_by_the_sweep(alice_client, spy, django_capture_on_commit_callbacks,
+                                                               monkeypatch):
+    queued = store_ticks(alice_client, spy, django_capture_on_commit_callbacks, monkeypatch)
+    assert queued  # ... and then Redis restarts empty: the queued refresh and the claimed span are gone
+    cache.clear()
+    assert claimed_spans(spy) == {spy.pk: None}
+    assert tasks.sweep_rollups() == 0  # too soon: the refresh may still be on its way
+    RollupBacklog.objects.filter(series=spy).update(
+        updated_at=timezone.now() - timedelta(seconds=tasks.rollup_delay() + tasks.SWEEP_GRACE_SECONDS + 1))
+    assert tasks.sweep_rollups() == 1
+    minute = us("2013-10-07T13:30:00+00:00")
+    assert minute_rollups(spy) == [(minute, 168.10, 168.40, 168.10, 168.40, 300.0, 2),
+                                   (minute + 60_000_000, 168.20, 168.20, 168.20, 168.20, 300.0, 1)]
+    assert not RollupBacklog.objects.exists()
 
 
 def test_a_second_failure_widens_the_kept_span_and_another_organizations_series_is_refused(spy, org_b):
@@ -88,8 +130,8 @@ def test_a_refresh_that_fails_keeps_the_spans_it_did_not_finish(org_a, spy, monk
     assert {(b.series_id, b.start_us, b.end_us) for b in RollupBacklog.objects.all()} == {(qqq.pk, 3, 4), (iwm.pk, 5, 6)}
     assert claimed_spans(spy, qqq, iwm) == {spy.pk: None, qqq.pk: None, iwm.pk: None}  # nothing left in Redis
 
-    monkeypatch.undo()  # the database is back: the sweep rebuilds both from the stored points
-    assert tasks.sweep_rollups() == 2 and not RollupBacklog.objects.exists()
+    monkeypatch.undo()  # the database is back: the sweep refreshes both (those series have no points)
+    assert tasks.sweep_rollups(older_than_seconds=0) == 2 and not RollupBacklog.objects.exists()
 
 
 def test_with_postgresql_failing_too_the_spans_go_back_to_redis_and_a_run_is_queued(org_a, spy, monkeypatch):
