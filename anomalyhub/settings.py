@@ -91,8 +91,12 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the dev server read while the demo replay writes.
-    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
+    # WAL lets the dev server read while the demo replay writes. IMMEDIATE: a transaction takes the
+    # write lock when it begins, so a second writer waits up to `timeout`. A deferred one that read
+    # first and then wrote while another wrote failed at once with "database is locked" (the demo's
+    # detection pass, while a visitor's login wrote their session).
+    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20,
+                                       "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 if env_str("TEST_DATABASE_NAME"):  # lets concurrent test runs on one machine keep apart
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}

@@ -40,16 +40,18 @@ def item_of(a: Anomaly) -> Item:
 
 
 def _claim(organization_id: int, anomaly_ids: list[int]) -> list[int]:
-    """Inserts the dispatch marks; returns only the anomalies this call claimed."""
+    """Inserts the dispatch marks; returns only the anomalies this call claimed. Plain SQL that
+    PostgreSQL and SQLite (embedded mode) both run: no now(), no array parameter."""
     if not anomaly_ids:
         return []
+    ids = sorted(set(anomaly_ids))
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO alerts_dispatchedanomaly (anomaly_id, organization_id, dispatched_at) "
-            "SELECT a.id, a.organization_id, now() FROM detection_anomaly a "
-            "WHERE a.organization_id = %s AND a.id = ANY(%s) "
+            "SELECT a.id, a.organization_id, %s FROM detection_anomaly a "
+            f"WHERE a.organization_id = %s AND a.id IN ({', '.join(['%s'] * len(ids))}) "
             "ON CONFLICT (anomaly_id) DO NOTHING RETURNING anomaly_id",
-            [organization_id, list(anomaly_ids)])
+            [connection.ops.adapt_datetimefield_value(timezone.now()), organization_id, *ids])
         return [row[0] for row in cursor.fetchall()]
 
 

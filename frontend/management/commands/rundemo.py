@@ -31,12 +31,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, addrport, speed, no_replay, **options):
         stop = threading.Event()
+        replaying = threading.Thread(target=self._replay_forever, args=(speed, stop), daemon=True, name="demo-replay")
         if not no_replay:
-            threading.Thread(target=self._replay_forever, args=(speed, stop), daemon=True, name="demo-replay").start()
+            replaying.start()
         try:
             call_command("runserver", addrport, use_reloader=False)
         finally:
             stop.set()
+            if replaying.is_alive():
+                # Let it finish the batch in hand: a daemon thread still publishing while the
+                # interpreter shuts down logs "cannot schedule new futures after interpreter shutdown".
+                replaying.join(timeout=10)
 
     def _replay_forever(self, speed: float, stop: threading.Event) -> None:
         org = Organization.objects.filter(name=DEMO_ORG).order_by("pk").first()
