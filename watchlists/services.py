@@ -16,6 +16,7 @@ from accounts.tenancy import Actor
 from anomalyhub.localcache import TTLCache
 
 from . import calendars, live, metrics
+from .backlog import backlog_statements
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
 from .signals import batch_stored, points_stored
@@ -246,14 +247,12 @@ def _advance_last_points(organization_id: int, announced) -> None:
     """Moves every series' last_point_at forward in one statement (one round trip per batch, not
     per series); in id order, so concurrent batches lock the rows in the same order. With it, in
     the same transaction, each series' span is added to its RollupBacklog row: what the rollups
-    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (tasks.take_backlog).
+    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (backlog.take_backlog).
 
     The row locks also check that every series is still what its points were parsed and named for
     (symbol, kind, exchange: its time zone): a series looked up from a cache (series_by_symbol)
     may have been deleted, renamed or changed in another process. Then nothing is stored and the
     caller is told."""
-    from .tasks import backlog_statements
-
     spans = _spans(announced)
     series_by_id = {series.pk: series for series, *_ in announced}
     rows = [(pk, from_us(spans[pk][1]), s.kind, s.symbol, s.exchange) for pk, s in sorted(series_by_id.items())]
