@@ -80,4 +80,4 @@ def test_make_run_shows_live_ticks_and_an_anomaly_within_60_seconds(tmp_path):
         server.terminate()
         server.wait(timeout=30)
     output = log.read_text()
-    assert "Traceback" not in output, output[output.index("Traceback") - 2000:][:6000]
+    assert "Traceback" not in output, output[max(0, output.index("Traceback") - 2000):][:6000]
