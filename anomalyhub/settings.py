@@ -4,7 +4,6 @@ Two ways to run: with no DATABASE_URL/REDIS_URL the embedded default (SQLite, in
 channel layer, tasks in-process, console email); with them, PostgreSQL + Redis + Celery.
 """
 
-import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,7 +11,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_secret, env_str
+from .env import env_bool, env_int, env_list, env_secret, env_str, usable_cores
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -277,9 +276,9 @@ HTTP_THREADS = env_int("HTTP_THREADS", 4)
 # daphne processes `manage.py serve` runs on one listening socket, in production one more than the
 # cores this process may use: a process is often waiting for its GIL while PostgreSQL or another
 # process holds a core, and the extra one fills those gaps (make load on 2 cores: 3 processes against
-# 2 lowered p50 from 32-51 ms to 19-25 ms in back-to-back pairs). In a container limited by CPU quota
-# rather than by CPU set, set WEB_PROCESSES: the count below sees the host's cores.
-WEB_PROCESSES = env_int("WEB_PROCESSES", len(os.sched_getaffinity(0)) + 1 if PRODUCTION else 1)
+# 2 lowered p50 from 32-51 ms to 19-25 ms in back-to-back pairs). The cores are the CPU set capped by a
+# container's CPU quota (usable_cores).
+WEB_PROCESSES = env_int("WEB_PROCESSES", usable_cores() + 1 if PRODUCTION else 1)
 
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:
