@@ -42,4 +42,7 @@ def on_anomalies_detected(sender, organization_id, series_id, anomaly_keys=(), c
         if ids:
             dispatch.delay(organization_id, ids)
     except Exception:
-        logger.exception("alerts: could not queue dispatch for org=%s series=%s", organization_id, series_id)
+        # With tasks in process (embedded mode) the dispatch itself ran here and failed; either way
+        # alerts.sweep dispatches the anomalies again once they are a minute old.
+        logger.exception("alerts: dispatch not queued, or failed in process, for org=%s series=%s; alerts.sweep "
+                         "retries it", organization_id, series_id)

@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from detection.models import Anomaly
@@ -120,7 +120,10 @@ def load_incidents(sub: AlertSubscription, series_ids=None) -> dict[int, Inciden
     qs = Incident.objects.filter(subscription=sub)
     if series_ids is not None:
         qs = qs.filter(series_id__in=series_ids)
-    latest = qs.order_by("series_id", "-opened_at").distinct("series_id")
+    # Each series' latest incident, by the (subscription, series, opened_at) unique index. Not
+    # DISTINCT ON, which SQLite (embedded mode) refuses.
+    newest = Incident.objects.filter(subscription=sub, series_id=OuterRef("series_id")).order_by("-opened_at")
+    latest = qs.filter(pk=Subquery(newest.values("pk")[:1]))
     return {i.series_id: IncidentState(
         series_id=i.series_id, opened_at=i.opened_at, last_anomaly_at=i.last_anomaly_at,
         open=i.status == Incident.Status.OPEN, anomaly_count=i.anomaly_count, flapping=i.flapping,
