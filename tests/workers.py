@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import weakref
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -23,10 +25,19 @@ def worker_env(**extra) -> dict:
 
 class Worker:
     def __init__(self, queues: str, env: dict):
+        # The log goes to a file, not a pipe: nobody reads a pipe while the test waits, and once 64 KB
+        # of it are unread the worker blocks on its next log line, making no progress and saying nothing.
+        self.log = tempfile.TemporaryFile()
+        self.queues = queues
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "anomalyhub", "worker", "-Q", queues, "--pool=solo",
              "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
-            env=env, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            env=env, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        _STARTED.add(self)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-chars:]
 
     @property
     def pid(self) -> int:
@@ -64,9 +75,15 @@ def queued_for_real():
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+    """Polls until predicate() holds; a timeout shows the log of every worker of the test still running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    logs = "".join(f"\n--- worker {w.pid} (-Q {w.queues}) log:\n{w.log_tail() or '(empty)'}"
+                   for w in list(_STARTED) if w.alive())
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}{logs}")
+
+
+_STARTED: weakref.WeakSet[Worker] = weakref.WeakSet()

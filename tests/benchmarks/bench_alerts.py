@@ -147,7 +147,7 @@ def run() -> list[Row]:
                     rounds[(i - WARMUP) // SAMPLES].append(latency)
         except RuntimeError:
             worker.stop()
-            print(worker.proc.stderr.read().decode()[-3000:])
+            print(worker.log_tail())
             raise
         finally:
             worker.stop()
