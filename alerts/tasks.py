@@ -13,6 +13,10 @@ from .services import delivery
 from .services import dispatch as dispatch_service
 
 LOST_DISPATCH_AFTER = timedelta(seconds=60)
+# The 30-second sweep looks back this far: a range of minutes on the created_at index. Looking back a
+# day on every sweep read both tables whole (552 ms per sweep at 2 million anomalies, growing with
+# them); the hourly deep sweep covers the day, for dispatches lost in a longer outage.
+LOST_DISPATCH_RECENT = timedelta(minutes=15)
 LOST_DISPATCH_HORIZON = timedelta(days=1)
 
 
@@ -36,7 +40,23 @@ def deliver(notification_id: int, organization_id: int) -> str:
 def sweep() -> dict:
     """Beat (every 30 s): lost dispatches, stale sends, due retries and groups, quiet incidents."""
     now = timezone.now()
-    lost = (Anomaly.objects.filter(created_at__gte=now - LOST_DISPATCH_HORIZON, created_at__lt=now - LOST_DISPATCH_AFTER)
+    lost = requeue_lost_dispatches(now, LOST_DISPATCH_RECENT)
+    result = delivery.sweep(now)
+    result["resolved"] = dispatch_service.resolve_quiet_incidents(now)
+    result["lost_dispatches"] = sum(len(v) for v in lost.values())
+    return result
+
+
+@shared_task(name="alerts.sweep_lost_dispatches", soft_time_limit=300, time_limit=330)
+def sweep_lost_dispatches() -> int:
+    """Beat (hourly): dispatches lost longer ago than alerts.sweep looks, up to a day."""
+    return sum(len(v) for v in requeue_lost_dispatches(timezone.now(), LOST_DISPATCH_HORIZON).values())
+
+
+def requeue_lost_dispatches(now, lookback: timedelta) -> dict[int, list[int]]:
+    """Queues a dispatch for each organization's anomalies created within `lookback` (and at least
+    LOST_DISPATCH_AFTER ago) that no dispatch claimed; returns {organization id: anomaly ids}."""
+    lost = (Anomaly.objects.filter(created_at__gte=now - lookback, created_at__lt=now - LOST_DISPATCH_AFTER)
             .filter(~Exists(DispatchedAnomaly.objects.filter(anomaly_id=OuterRef("pk"))))
             .values_list("organization_id", "pk")[:20000])
     by_org: dict[int, list[int]] = {}
@@ -44,7 +64,4 @@ def sweep() -> dict:
         by_org.setdefault(org_id, []).append(pk)
     for org_id, ids in by_org.items():
         dispatch.delay(org_id, ids)
-    result = delivery.sweep(now)
-    result["resolved"] = dispatch_service.resolve_quiet_incidents(now)
-    result["lost_dispatches"] = sum(len(v) for v in by_org.values())
-    return result
+    return by_org

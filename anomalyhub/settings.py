@@ -165,6 +165,8 @@ CELERY_BEAT_SCHEDULE = {
     "nightly-training": {"task": "detection.train_nightly", "schedule": crontab(hour=2, minute=30)},
     # Held (quiet hours, grouping windows) and failed-but-retryable deliveries.
     "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
+    # Dispatches lost more than alerts.sweep's 15 minutes ago, up to a day (a long outage).
+    "alerts-lost-dispatches": {"task": "alerts.sweep_lost_dispatches", "schedule": 3600.0},
     # Seed 000's daily import after the US close; each run imports only sessions that closed.
     "provider-daily-import": {"task": "watchlists.providers.daily_import",
                               "schedule": crontab(minute=45, hour="20-23")},

@@ -112,7 +112,9 @@ class Anomaly(TenantModel):
                                                name="uniq_anomaly")]
         indexes = [models.Index(fields=["organization", "-ts"]), models.Index(fields=["series", "-ts"]),
                    models.Index(fields=["created_at"], condition=Q(published_at__isnull=True),
-                                name="anomaly_unpublished")]
+                                name="anomaly_unpublished"),
+                   # alerts.sweep's lost-dispatch check reads the last minutes by it.
+                   models.Index(fields=["created_at"], name="anomaly_created")]
         verbose_name_plural = "anomalies"
 
     def __str__(self):
