@@ -205,3 +205,38 @@ def test_the_sweep_finds_series_behind_their_cursor_with_a_rule_or_a_ready_detec
     DetectorFactory(organization=org_a, series=untrained)  # nothing to run yet
     stale = {series_id for series_id, _ in pipeline.stale_series()}
     assert {ruled.pk, learned.pk} <= stale and not {untrained.pk, idle.pk} & stale
+
+
+def test_the_sweeps_sql_agrees_with_the_orm_on_every_case(org_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from detection.models import DetectionCursor
+    from watchlists.models import Watchlist, WatchlistItem
+    from watchlists.store.timeconv import to_us
+
+    now = timezone.now()
+    series = {name: SeriesFactory(organization=org_a, last_point_at=now) for name in (
+        "no_cursor", "behind", "caught_up", "one_us_behind", "new_cursor", "watchlist_rule", "disabled_rule")}
+    series["no_points"] = SeriesFactory(organization=org_a, last_point_at=None)
+    for name, s in series.items():
+        if name != "disabled_rule" and name != "watchlist_rule":
+            Rule.objects.create(organization=org_a, name=name, metrics="value > 1", series=s, enabled=True)
+    Rule.objects.create(organization=org_a, name="off", metrics="value > 1", series=series["disabled_rule"],
+                        enabled=False)
+    watchlist = Watchlist.objects.create(organization=org_a, name="w")
+    WatchlistItem.objects.create(organization=org_a, watchlist=watchlist, series=series["watchlist_rule"])
+    Rule.objects.create(organization=org_a, name="w", metrics="value > 1", watchlist=watchlist, enabled=True)
+    last_us = to_us(now)
+    for name, processed_us in (("behind", to_us(now - timedelta(seconds=5))), ("caught_up", last_us),
+                               ("one_us_behind", last_us - 1), ("watchlist_rule", last_us - 1)):
+        DetectionCursor.objects.create(organization=org_a, series=series[name],
+                                       last_msg_id=processed_us * pipeline.RANK_BITS + 3)
+    DetectionCursor.objects.create(organization=org_a, series=series["new_cursor"])  # last_msg_id -1
+
+    mine = {s.pk for s in series.values()}
+    sql = {(sid, org) for sid, org in pipeline.stale_series() if sid in mine}
+    assert sql == {(sid, org) for sid, org in pipeline._stale_series_orm() if sid in mine}
+    assert {sid for sid, _ in sql} == {series[n].pk for n in ("no_cursor", "behind", "one_us_behind", "new_cursor",
+                                                              "watchlist_rule")}
