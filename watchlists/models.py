@@ -87,7 +87,7 @@ from .providers.models import *  # noqa: E402,F401,F403
 class RollupBacklog(TenantModel):
     """The span of a series' points whose rollups (1m/5m/1h, features) are not refreshed yet. Every
     batch widens it in the transaction that stores its points; the refresh its Redis claim queues
-    takes it (watchlists.tasks.take_backlog), and hands it back if it fails. What no refresh took
+    takes it (watchlists.backlog.take_backlog), and hands it back if it fails. What no refresh took
     (the task was lost: Redis emptied, restarted or evicted the claim; or every try failed) the
     rollup sweep (beat, watchlists.sweep_rollups) recomputes, so a committed point is never left
     out of the coarse resolutions for good. One row per series."""
