@@ -31,11 +31,11 @@ def authenticate_key(raw: str) -> ApiKey | None:
     return key
 
 
-def throttled(exc) -> exceptions.Throttled:
-    """DRF's 429 (with Retry-After) carrying a bruteforce.TooManyAttempts message as it is; DRF's
-    own constructor would append "Expected available in N seconds." to it."""
-    error = exceptions.Throttled(wait=exc.wait)
-    error.detail = exceptions.ErrorDetail(exc.message, code="throttled")
+def throttled(message: str, wait: float) -> exceptions.Throttled:
+    """DRF's 429 (with Retry-After) carrying our message as it is; DRF's own constructor would
+    append "Expected available in N seconds." to it."""
+    error = exceptions.Throttled(wait=wait)
+    error.detail = exceptions.ErrorDetail(message, code="throttled")
     return error
 
 
@@ -53,7 +53,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             key = bruteforce.authenticate_key(raw, client_ip(request))
         except bruteforce.TooManyAttempts as exc:
-            raise throttled(exc)
+            raise throttled(exc.message, exc.wait)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         # Programs have no session user; the key's creator stands in for audit fields.

@@ -1,6 +1,7 @@
 """One place that turns every API error into {"error": {"code", "message", "details"}}."""
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -35,7 +36,7 @@ def _message_for(exc: exceptions.APIException) -> str:
     if isinstance(exc, exceptions.ValidationError):
         return "The request has invalid fields; see details."
     if isinstance(exc, exceptions.Throttled) and exc.wait and str(exc.detail).startswith(str(exc.default_detail)):
-        return f"Too many requests; retry in {int(exc.wait) + 1} seconds."
+        return f"Too many requests; retry in {math.ceil(exc.wait)} seconds."
     detail = exc.detail
     return str(detail) if not isinstance(detail, (list, dict)) else exc.default_detail
 
@@ -67,7 +68,7 @@ def exception_handler(exc, context):
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        headers["Retry-After"] = str(math.ceil(exc.wait))  # whole seconds, never less than asked
     return Response(error_body(code, _message_for(exc), details), status=exc.status_code, headers=headers)
 
 

@@ -275,6 +275,10 @@ WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
 # where several run at once). Measured with `make load` on 2 cores (docs/load-report.md): 4 threads
 # gave a median p99 of 88 ms over six runs, 16 threads 126 ms over six.
 HTTP_THREADS = env_int("HTTP_THREADS", 4)
+# Streamed exports a process runs at once: each holds one of its HTTP threads for as long as it takes
+# (a minute or more for millions of points), so at most half of them go to exports and the API and
+# ingest always keep the rest. One more is refused with 429 and Retry-After (detection/api/export.py).
+EXPORT_STREAMS = env_int("EXPORT_STREAMS", max(1, HTTP_THREADS // 2))
 # daphne processes `manage.py serve` runs on one listening socket, in production one more than the
 # cores this process may use: a process is often waiting for its GIL while PostgreSQL or another
 # process holds a core, and the extra one fills those gaps (make load on 2 cores: 3 processes against

@@ -1,8 +1,8 @@
 """Export of an organization's data: points, anomalies and rules, as CSV or JSON.
 
 Lives in detection because it needs rules and anomalies (detection) and points (watchlists), and
-dependencies only point right. Output is produced as a stream of text chunks so a large store is
-never built up in one string; points are read through a server-side cursor, in (series, time)
+dependencies only point right. Output is produced as a stream of chunks, one per CHUNK_ROWS rows,
+so a large store is never built up in one string; points are read through a server-side cursor, in (series, time)
 order. Scoping: only the actor's organization, and only for admins ("manage"), since an export
 is the whole organization at once. See docs/data-lifecycle.md.
 """
@@ -13,13 +13,16 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
+import orjson
 from django.db import connection, transaction
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
 from watchlists.models import Series
 from watchlists.store.schema import RAW_TABLES
+from watchlists.store.timeconv import from_us
 from watchlists.store.writer import VALUE_COLUMNS
 
 from .models import Anomaly, Rule
@@ -42,68 +45,80 @@ def check_request(dataset: str, file_format: str) -> None:
         raise InvalidError(f"Unknown format '{file_format}'.", details={"file_format": [f"Choose one of {list(FORMATS)}."]})
 
 
-def export(*, actor: Actor, dataset: str, file_format: str) -> Iterator[str]:
-    """Text chunks of the export. Read-only; the actor needs "manage" in its organization."""
+def export(*, actor: Actor, dataset: str, file_format: str) -> Iterator[str | bytes]:
+    """Chunks of the export, one per CHUNK_ROWS rows. Read-only; the actor needs "manage" in its
+    organization."""
     actor.require("manage")
     check_request(dataset, file_format)
-    columns, rows = {"points": (POINT_COLUMNS, _points), "anomalies": (ANOMALY_COLUMNS, _anomalies),
-                     "rules": (RULE_COLUMNS, _rules)}[dataset]
-    rows_iter = rows(actor.organization_id)
-    return _csv(columns, rows_iter) if file_format == "csv" else _json(rows_iter)
+    columns, batches, nested = {"points": (POINT_COLUMNS, _points, False),
+                                "anomalies": (ANOMALY_COLUMNS, _anomalies, True),
+                                "rules": (RULE_COLUMNS, _rules, False)}[dataset]
+    rows = batches(actor.organization_id)
+    return _csv(columns, rows, nested) if file_format == "csv" else _json(columns, rows)
 
 
-def _points(org_id: int) -> Iterator[dict]:
-    series = {s.pk: s for s in Series.objects.filter(organization_id=org_id)}
+# A dataset yields batches (keys, rows) of at most CHUNK_ROWS rows. Rows are tuples in the dataset's
+# column order; keys are the columns its rows have (a point has its kind's values only, and JSON
+# writes only those). Batches, not rows, go down the stream: every chunk is one hop from the
+# request's thread to the event loop, and a chunk per row made a JSON export of 1,000,000 points
+# take ~5 minutes (3,200-3,900 rows/s; CSV, batched, 52,000-72,000).
+Batch = tuple[list[str], list[tuple]]
+_POINT_VALUES = POINT_COLUMNS[3:]
+
+
+def _points(org_id: int) -> Iterator[Batch]:
+    symbols = dict(Series.objects.filter(organization_id=org_id).values_list("pk", "symbol"))
+    # Times come as integer microseconds and are formatted here: Django's timestamptz loader (a
+    # regex per value) cost more than everything else a row needs.
+    ts = "(extract(epoch from ts) * 1000000)::bigint" if connection.vendor == "postgresql" else "ts"
     for kind, table in RAW_TABLES.items():
-        names = list(VALUE_COLUMNS[kind]) + (["trade_id"] if kind == "trade" else [])
-        sql = (f"SELECT series_id, ts, {', '.join(names)} FROM {table} WHERE organization_id = %s "
-               "ORDER BY series_id, ts")
+        names = [*VALUE_COLUMNS[kind], *(["trade_id"] if kind == "trade" else [])]
+        # Every value column, NULL where the kind has none: the row is a CSV line as it comes.
+        values = ", ".join(c if c in names else "NULL" for c in _POINT_VALUES)
+        sql = (f"SELECT series_id, {ts}, {values} FROM {table} WHERE organization_id = %s ORDER BY series_id, ts")
+        keys = ["symbol", "kind", "ts", *(c for c in _POINT_VALUES if c in names)]
         # A server-side cursor needs a transaction; it keeps memory flat however many points there are.
         with transaction.atomic(), connection.chunked_cursor() as cursor:
             cursor.execute(sql, [org_id])
             while batch := cursor.fetchmany(CHUNK_ROWS):
-                for series_id, when, *values in batch:
-                    s = series.get(series_id)
-                    yield {"symbol": s.symbol if s else str(series_id), "kind": kind, "ts": _iso(when),
-                           **dict(zip(names, values, strict=True))}
+                yield keys, [(symbols.get(series_id, str(series_id)), kind, from_us(us).isoformat(), *rest)
+                             for series_id, us, *rest in batch]
 
 
-def _iso(when) -> str:
-    if isinstance(when, int):  # SQLite stores microseconds
-        from watchlists.store.timeconv import from_us
-
-        when = from_us(when)
-    return when.isoformat()
-
-
-def _anomalies(org_id: int) -> Iterator[dict]:
+def _anomalies(org_id: int) -> Iterator[Batch]:
     qs = (Anomaly.objects.filter(organization_id=org_id).select_related("series", "rule", "detector")
           .order_by("ts", "pk"))
-    for a in qs.iterator(chunk_size=CHUNK_ROWS):
-        yield {"id": a.pk, "symbol": a.series.symbol, "ts": a.ts.isoformat(), "source": a.source,
-               "rule": a.rule.name if a.rule else None, "detector": a.detector.kind if a.detector else None,
-               "metric_index": a.metric_index, "text": a.text, "severity": a.severity, "score": a.score,
-               "observed": a.observed, "expected": a.expected, "feedback": a.feedback,
-               "created_at": a.created_at.isoformat()}
+    rows = ((a.pk, a.series.symbol, a.ts.isoformat(), a.source, a.rule.name if a.rule else None,
+             a.detector.kind if a.detector else None, a.metric_index, a.text, a.severity, a.score, a.observed,
+             a.expected, a.feedback, a.created_at.isoformat()) for a in qs.iterator(chunk_size=CHUNK_ROWS))
+    yield from _batched(ANOMALY_COLUMNS, rows)
 
 
-def _rules(org_id: int) -> Iterator[dict]:
-    for r in Rule.objects.filter(organization_id=org_id).select_related("series", "watchlist").order_by("pk"):
-        yield {"id": r.pk, "name": r.name, "metrics": r.metrics, "series": r.series.symbol if r.series else None,
-               "watchlist": r.watchlist.name if r.watchlist else None, "window_size": r.window_size,
-               "step": r.step, "round_time": r.round_time, "severity": r.severity, "enabled": r.enabled,
-               "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat()}
+def _rules(org_id: int) -> Iterator[Batch]:
+    qs = Rule.objects.filter(organization_id=org_id).select_related("series", "watchlist").order_by("pk")
+    rows = ((r.pk, r.name, r.metrics, r.series.symbol if r.series else None, r.watchlist.name if r.watchlist else None,
+             r.window_size, r.step, r.round_time, r.severity, r.enabled, r.created_at.isoformat(),
+             r.updated_at.isoformat()) for r in qs.iterator(chunk_size=CHUNK_ROWS))
+    yield from _batched(RULE_COLUMNS, rows)
 
 
-def _csv(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
+def _batched(keys: list[str], rows: Iterator[tuple]) -> Iterator[Batch]:
+    while batch := list(islice(rows, CHUNK_ROWS)):
+        yield keys, batch
+
+
+def _csv(columns: list[str], batches: Iterable[Batch], nested: bool) -> Iterator[str]:
+    """CSV text, a chunk per batch; nested values (an anomaly's observed and expected) as JSON text."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for n, row in enumerate(rows, 1):
-        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
-        if n % CHUNK_ROWS == 0:
-            yield _drain(buffer)
-    yield _drain(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for _, rows in batches:
+        if nested:
+            rows = [[json.dumps(v) if isinstance(v, (dict, list)) else v for v in row] for row in rows]
+        writer.writerows(rows)
+        yield _drain(buffer)
+    if text := _drain(buffer):  # an empty dataset: the header alone
+        yield text
 
 
 def _drain(buffer: io.StringIO) -> str:
@@ -113,8 +128,13 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
-def _json(rows: Iterable[dict]) -> Iterator[str]:
-    yield "["
-    for n, row in enumerate(rows):
-        yield ("," if n else "") + json.dumps(row, default=str)
-    yield "]"
+def _json(columns: list[str], batches: Iterable[Batch]) -> Iterator[bytes]:
+    """One JSON array of objects, a chunk per batch (orjson; NaN, which JSON has not, becomes null)."""
+    yield b"["
+    first = True
+    for keys, rows in batches:
+        at = [columns.index(k) for k in keys]
+        objects = [dict(zip(keys, [row[i] for i in at], strict=True)) for row in rows]
+        yield (b"" if first else b",") + orjson.dumps(objects, default=str)[1:-1]
+        first = False
+    yield b"]"

@@ -1,6 +1,9 @@
 """Shared fixtures: alice (org A owner), bob (org A viewer), carol (org B owner), API clients."""
 
+import threading
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -8,6 +11,7 @@ from accounts.models import Role
 from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user
 from anomalyhub import localcache
+from detection.api import export as export_api
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory
 
@@ -19,6 +23,10 @@ def _clean_cache():
     cache.clear()
     localcache.clear_all()
     yield
+    # The test client closes a streamed response only once it is read to the end (a server always
+    # closes it): an export a test left unread must not keep its slot from the tests after it.
+    # (A response left over releases the semaphore it took, not this new one.)
+    export_api._SLOTS = threading.BoundedSemaphore(settings.EXPORT_STREAMS)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ class LoginView(AuthView):
         try:
             bruteforce.check("login", email)
         except bruteforce.TooManyAttempts as exc:
-            raise throttled(exc)
+            raise throttled(exc.message, exc.wait)
         user = authenticate(request._request, email=email, password=data["password"])
         if user is None:
             bruteforce.failed("login", email)

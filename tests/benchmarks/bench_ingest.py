@@ -560,6 +560,50 @@ def measure_reads(bench: Bench, base: str, series: Series) -> list[Row]:
     ]
 
 
+# --- export over HTTP vs raw COPY TO ---------------------------------------------------------------
+
+EXPORT_REPEAT = 3
+
+
+def bare_export(bare: psycopg.Connection, organization_id: int) -> int:
+    """The floor: the same rows, in the same order, as CSV from PostgreSQL's COPY TO; returns bytes."""
+    size = 0
+    with bare.cursor() as cursor, cursor.copy(
+            f"COPY (SELECT series_id, ts, price, size, trade_id FROM {TICK_TABLE} WHERE organization_id = %s "
+            "ORDER BY series_id, ts) TO STDOUT (FORMAT csv)", [organization_id]) as copy:
+        for chunk in copy:
+            size += len(chunk)
+    return size
+
+
+def measure_export(bench: Bench, base: str) -> list[Row]:
+    """GET /api/v1/export/ of every stored tick, as CSV and as JSON, through daphne, interleaved with
+    the raw COPY TO baseline; each export's rows are counted."""
+    stored = fetch_count(bench.bare, bench.actor.organization_id)
+    client = Client(base, bench.api_key)
+    times: dict[str, list[float]] = {"csv": [], "json": [], "copy": []}
+    for i in range(EXPORT_REPEAT):
+        for fmt in ("csv", "json"):
+            seconds, body = timed(get_ok, client, f"/api/v1/export/?dataset=points&file_format={fmt}")
+            rows = body.count(b"\n") - 1 if fmt == "csv" else len(json.loads(body))
+            _checked(rows, stored, f"export {fmt}")
+            times[fmt].append(seconds)
+        times["copy"].append(timed(bare_export, bench.bare, bench.actor.organization_id)[0])
+        log(f"export repeat {i + 1}/{EXPORT_REPEAT}: CSV {rate(stored, times['csv'][-1]):,.0f} rows/s, "
+            f"JSON {rate(stored, times['json'][-1]):,.0f} rows/s, raw COPY TO {rate(stored, times['copy'][-1]):,.0f}")
+    client.close()
+    rates = {k: rate(stored, statistics.median(v)) for k, v in times.items()}
+    baseline = "raw COPY (SELECT ...) TO STDOUT, CSV (median)"
+    return [Row(f"export points as {fmt.upper()} over HTTP (median)", rates[fmt], "rows/s", baseline, rates["copy"],
+                extra={"rows": stored, "repeat": EXPORT_REPEAT, "seconds": times[fmt]})
+            for fmt in ("csv", "json")]
+
+
+def fetch_count(bare: psycopg.Connection, organization_id: int) -> int:
+    return bare.execute(f"SELECT count(*) FROM {TICK_TABLE} WHERE organization_id = %s",
+                        [organization_id]).fetchone()[0]
+
+
 # --- entry point -----------------------------------------------------------------------------------
 
 def run() -> list[Row]:
@@ -573,6 +617,7 @@ def run() -> list[Row]:
                 with live_server() as base:
                     log(f"daphne up at {base}")
                     rows += measure_reads(bench, base, series)
+                    rows += measure_export(bench, base)
                     rows.append(measure_rest_ingest(bench, base))
             finally:
                 flush_bench_redis()  # the server queued refresh tasks that no worker will run

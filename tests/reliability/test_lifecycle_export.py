@@ -6,7 +6,9 @@ import io
 import json
 
 import pytest
+from django.conf import settings
 
+from detection import export
 from tests.conftest import client_for
 from tests.factories import AnomalyFactory, RuleFactory, SeriesFactory
 from tests.reliability.report import record
@@ -73,8 +75,72 @@ def test_export_never_contains_another_organizations_data(two_orgs, carol):
 def test_export_is_for_admins_and_says_what_is_wrong(two_orgs, bob_client, key_client):
     assert bob_client.get("/api/v1/export/?dataset=rules").status_code == 403
     assert key_client("read").get("/api/v1/export/?dataset=rules").status_code == 403
-    assert key_client("admin").get("/api/v1/export/?dataset=rules").status_code == 200
+    allowed = key_client("admin").get("/api/v1/export/?dataset=rules")
+    assert allowed.status_code == 200
+    b"".join(allowed.streaming_content)  # read to the end, the test client closes it: its export slot is back
     bad = two_orgs.get("/api/v1/export/?dataset=passwords")
     assert bad.status_code == 400 and bad.json()["error"]["details"] == {
         "dataset": ["Choose one of ['points', 'anomalies', 'rules']."]}
     assert two_orgs.get("/api/v1/export/?dataset=rules&file_format=xlsx").status_code == 400
+
+
+def test_export_writes_times_and_values_exactly(two_orgs, org_a):
+    """The format clients parse: ISO 8601 in UTC with microseconds only when there are some, a point's
+    own kind's columns (the CSV leaves the others empty, the JSON leaves them out)."""
+    series = SeriesFactory(organization=org_a, symbol="EXACT", kind="metric", exchange="", bar_seconds=None)
+    two_orgs.post(f"/api/v1/series/{series.pk}/points/", [{"ts": "2024-03-04T05:06:07Z", "value": 1.5},
+                                                        {"ts": "2024-03-04T05:06:08.25Z", "value": -2}], format="json")
+    lines = [line for line in _text(two_orgs, "points", "csv").splitlines() if line.startswith("EXACT,")]
+    assert lines == ["EXACT,metric,2024-03-04T05:06:07+00:00,,,,,,,,,1.5",
+                     "EXACT,metric,2024-03-04T05:06:08.250000+00:00,,,,,,,,,-2.0"]
+    rows = [row for row in json.loads(_text(two_orgs, "points", "json")) if row["symbol"] == "EXACT"]
+    assert rows == [{"symbol": "EXACT", "kind": "metric", "ts": "2024-03-04T05:06:07+00:00", "value": 1.5},
+                    {"symbol": "EXACT", "kind": "metric", "ts": "2024-03-04T05:06:08.250000+00:00", "value": -2.0}]
+    trade = next(row for row in json.loads(_text(two_orgs, "points", "json")) if row["kind"] == "trade")
+    assert set(trade) == {"symbol", "kind", "ts", "price", "size", "trade_id"}
+
+
+@pytest.mark.parametrize("file_format", ["csv", "json"])
+def test_export_streams_a_chunk_per_batch_of_rows_not_per_row(two_orgs, monkeypatch, file_format):
+    """Each chunk is a hop from the request's thread to the server's event loop: one per row made a
+    JSON export of a million points take minutes."""
+    monkeypatch.setattr(export, "CHUNK_ROWS", 7)
+    response = two_orgs.get(f"/api/v1/export/?dataset=points&file_format={file_format}")
+    chunks = [chunk for chunk in response.streaming_content if chunk]
+    text = b"".join(chunks).decode()
+    rows = list(csv.DictReader(io.StringIO(text))) if file_format == "csv" else json.loads(text)
+    assert [row["kind"] for row in rows] == ["trade"] * 5 + ["metric"] * 40
+    assert [float(row["value"]) for row in rows[5:]] == [m / 2 for m in range(40)]  # in time order
+    # 5 trades in 1 batch, 40 metric points in 6: 7 chunks, plus JSON's opening and closing brackets.
+    assert len(chunks) == (7 if file_format == "csv" else 9)
+
+
+def test_exports_beyond_the_servers_share_of_threads_wait_their_turn(two_orgs):
+    """Exports stream from the HTTP threads the API and ingest share: past EXPORT_STREAMS at once, the
+    next is refused with 429 and Retry-After, and the API still answers."""
+    held = [two_orgs.get("/api/v1/export/?dataset=rules") for _ in range(settings.EXPORT_STREAMS)]
+    try:
+        assert [r.status_code for r in held] == [200] * settings.EXPORT_STREAMS
+        refused = two_orgs.get("/api/v1/export/?dataset=points&file_format=json")
+        assert refused.status_code == 429 and refused["Retry-After"] == "10"
+        assert refused.json()["error"] == {
+            "code": "rate_limited", "details": {},
+            "message": f"This server is already streaming {settings.EXPORT_STREAMS} export(s), as many as it "
+                       "runs at once; retry in 10 seconds."}
+        assert two_orgs.get("/api/v1/export/?dataset=passwords").status_code == 400  # checked first, as ever
+        assert two_orgs.get("/api/v1/series/").status_code == 200
+        b"".join(held.pop().streaming_content)  # read to the end: the server closes it, the slot is back
+        again = two_orgs.get("/api/v1/export/?dataset=rules")
+        held.append(again)
+        assert again.status_code == 200
+        assert two_orgs.get("/api/v1/export/?dataset=rules").status_code == 429  # full again
+    finally:
+        for response in held:  # read to the end, the test client closes them (response.close() itself
+            b"".join(response.streaming_content)  # would also close the test's database connection)
+    assert "AAA hot" in _text(two_orgs, "rules", "csv")  # every slot back
+
+
+def _text(client, dataset, file_format) -> str:
+    response = client.get(f"/api/v1/export/?dataset={dataset}&file_format={file_format}")
+    assert response.status_code == 200, response.content
+    return b"".join(response.streaming_content).decode()
