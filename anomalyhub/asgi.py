@@ -25,6 +25,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 # own database connection, so CONN_MAX_AGE reuses connections as under a threaded WSGI server.
 _POOL = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
 _SPOOL_BYTES = 65536  # request bodies above this go to a temporary file, as asgiref's adapter does
+_SEND_CHECK_SECONDS = 1.0  # a streamed chunk's send taking longer: is the client or the server gone?
 
 
 class _Response:
@@ -73,6 +74,9 @@ class PooledWsgiToAsgi:
             watch = asyncio.ensure_future(self._watch_disconnect(receive, gone))
             try:
                 response, content = await loop.run_in_executor(_POOL, self._run, scope, body, send, loop, gone)
+            except asyncio.CancelledError:
+                gone.set()  # the server gave up on the request (shutting down): a stream stops at its next chunk
+                raise
             finally:
                 watch.cancel()
         if content is not None:
@@ -100,15 +104,32 @@ class PooledWsgiToAsgi:
             if not getattr(result, "streaming", False):
                 return response, b"".join(result)
 
-            def blocking_send(message):
-                asyncio.run_coroutine_threadsafe(send(message), loop).result()
+            def blocking_send(message) -> bool:
+                """Sends from this thread; False once no one will take it: the client has gone, or the
+                server is stopping (its loop no longer runs, and a send would wait forever, keeping
+                the process alive and the export's transaction open)."""
+                sending = send(message)
+                try:
+                    future = asyncio.run_coroutine_threadsafe(sending, loop)
+                except RuntimeError:  # the loop is closed
+                    sending.close()
+                    return False
+                while True:
+                    try:
+                        future.result(timeout=_SEND_CHECK_SECONDS)
+                        return True
+                    except TimeoutError:
+                        if gone.is_set() or not loop.is_running():
+                            future.cancel()
+                            return False
 
-            blocking_send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            if not blocking_send({"type": "http.response.start", "status": response.status,
+                                  "headers": response.headers}):
+                return response, None
             for chunk in result:
-                if gone.is_set():
+                if gone.is_set() or (chunk and not blocking_send({"type": "http.response.body", "body": chunk,
+                                                                  "more_body": True})):
                     break  # the finally below closes the response (and its generator)
-                if chunk:
-                    blocking_send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
                 blocking_send({"type": "http.response.body", "body": b""})
             return response, None

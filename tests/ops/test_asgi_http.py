@@ -6,6 +6,8 @@ import asyncio
 import gc
 import json
 import sys
+import threading
+import time
 from unittest import mock
 
 from channels.testing import HttpCommunicator
@@ -49,6 +51,27 @@ def _call(app, method, path, body=b"", headers=()):
         await communicator.wait()  # the app returns once the response is closed in its thread
         return response
     return asyncio.run(call())
+
+
+_EXPORT_SCOPE = {"type": "http", "method": "GET", "path": "/export", "query_string": b"", "headers": [],
+                 "http_version": "1.1", "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1)}
+
+
+def _endless_export(stopped: threading.Event):
+    """A WSGI app streaming rows until its response is closed, which sets `stopped`."""
+    class Endless(_Streamed):
+        def __iter__(self):
+            while True:
+                time.sleep(0.01)
+                yield b"row\n"
+
+        def close(self):
+            stopped.set()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        return Endless()
+    return app
 
 
 def test_a_whole_response_keeps_status_headers_and_body():
@@ -97,30 +120,12 @@ def test_the_loaded_code_is_out_of_the_collectors_sight():
 def test_a_streamed_response_stops_once_the_client_has_gone():
     """An export whose client left stops at its next chunk and is closed, instead of holding a
     pool thread and its database connection until the end."""
-    import threading
-    import time
-
     from channels.testing import ApplicationCommunicator
 
     stopped = threading.Event()
 
-    class Endless(_Streamed):
-        def __iter__(self):
-            while True:
-                time.sleep(0.01)
-                yield b"row\n"
-
-        def close(self):
-            stopped.set()
-
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/csv")])
-        return Endless()
-
     async def run():
-        scope = {"type": "http", "method": "GET", "path": "/export", "query_string": b"", "headers": [],
-                 "http_version": "1.1", "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1)}
-        communicator = ApplicationCommunicator(PooledWsgiToAsgi(app), scope)
+        communicator = ApplicationCommunicator(PooledWsgiToAsgi(_endless_export(stopped)), _EXPORT_SCOPE)
         await communicator.send_input({"type": "http.request", "body": b""})
         assert (await communicator.receive_output(timeout=5))["type"] == "http.response.start"
         assert (await communicator.receive_output(timeout=5))["body"] == b"row\n"
@@ -128,3 +133,39 @@ def test_a_streamed_response_stops_once_the_client_has_gone():
         return await asyncio.get_running_loop().run_in_executor(None, stopped.wait, 5)
 
     assert asyncio.run(run()), "the endless export was never closed after the client left"
+
+
+def test_a_streamed_response_stops_when_the_server_stops():
+    """A server shutting down (SIGTERM: a deploy) stops its event loop with an export still streaming
+    and no disconnect sent. The export's thread waited for that loop forever: the process never
+    exited, and the export's transaction stayed open, holding its locks (seen: 19 minutes)."""
+    stopped, first = threading.Event(), threading.Event()
+
+    async def send(message):
+        if message.get("body"):
+            first.set()
+
+    requested = []
+
+    async def receive():  # the request, then a client that never leaves
+        if not requested:
+            requested.append(True)
+            return {"type": "http.request", "body": b""}
+        await asyncio.Event().wait()
+
+    loop = asyncio.new_event_loop()
+    server = threading.Thread(target=loop.run_forever)
+    server.start()
+    asyncio.run_coroutine_threadsafe(PooledWsgiToAsgi(_endless_export(stopped))(_EXPORT_SCOPE, receive, send), loop)
+    try:
+        assert first.wait(5), "the export never sent its first chunk"
+        loop.call_soon_threadsafe(loop.stop)
+        server.join(5)
+        assert stopped.wait(5), "the export's thread still waits for a server loop that has stopped"
+    finally:
+        if not server.is_alive():  # wind the request's tasks up on the stopped loop, then close it
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
