@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
+from psycopg.errors import LockNotAvailable
 
 from accounts.models import Organization
 
@@ -60,28 +61,37 @@ def tick_partitions() -> list[tuple[str, datetime, datetime]]:
     return sorted(out, key=lambda p: p[1])
 
 
-def _drop_expired_partitions(oldest_cutoff: datetime) -> list[str]:
-    expired = [name for name, _start, end in tick_partitions() if end <= oldest_cutoff]
+def _drop_expired_partitions(oldest_cutoff: datetime) -> tuple[list[str], datetime | None]:
+    """(partitions dropped, None), or ([], the end of those that could not be: their rows are left
+    to the next run's drop, which costs nothing, rather than deleted one by one)."""
+    expired = [(name, end) for name, _start, end in tick_partitions() if end <= oldest_cutoff]
     if not expired:
-        return []
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The same lock as partition creation: dropping and creating must not interleave.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('anomalyhub.partitions'))")
-        for name in expired:
-            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+        return [], None
+    try:
+        with partitions.partition_ddl() as cursor:
+            for name, _end in expired:
+                cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, LockNotAvailable):
+            raise
+        logger.warning("retention: partitions %s not dropped: a long read of the ticks (an export?) holds the "
+                       "table, and dropping now would stall every tick insert behind it. The next run drops them.",
+                       [name for name, _end in expired])
+        return [], max(end for _name, end in expired)
     partitions.forget_known_partitions()  # a late write into that month must create it again
-    return expired
+    return [name for name, _end in expired], None
 
 
-def _delete_expired_ticks(organization_id: int, cutoff: datetime) -> int:
+def _delete_expired_ticks(organization_id: int, cutoff: datetime, not_before: datetime | None = None) -> int:
     series_ids = list(Series.objects.filter(organization_id=organization_id, kind=SeriesKind.TRADE)
                       .values_list("pk", flat=True))
     if not series_ids:
         return 0
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id = ANY(%s) AND ts < %s",
-                           [organization_id, series_ids, cutoff])
+            since = "AND ts >= %s" if not_before else ""  # the expired partitions not dropped wait for the next run
+            cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id = ANY(%s) AND ts < %s {since}",
+                           [organization_id, series_ids, cutoff, *([not_before] if not_before else [])])
         else:
             marks = ",".join("%s" for _ in series_ids)
             cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id IN ({marks}) AND ts < %s",
@@ -97,10 +107,11 @@ def purge_expired_ticks(now: datetime | None = None) -> PurgeReport:
     limits = cutoffs(now)
     if not limits:
         return report
+    not_before = None
     if connection.vendor == "postgresql":
-        report.dropped = _drop_expired_partitions(min(limits.values()))
+        report.dropped, not_before = _drop_expired_partitions(min(limits.values()))
     for organization_id, cutoff in sorted(limits.items()):
-        deleted = _delete_expired_ticks(organization_id, cutoff)
+        deleted = _delete_expired_ticks(organization_id, cutoff, not_before)
         if deleted:
             report.deleted[organization_id] = deleted
     logger.info("retention: dropped %s, deleted ticks per org %s", report.dropped, report.deleted)

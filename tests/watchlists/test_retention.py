@@ -1,10 +1,15 @@
 """Retention of raw ticks: per-organization cutoffs, whole partitions dropped only when expired for all."""
 
+import contextlib
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
+from psycopg.errors import LockNotAvailable
 
 from tests.factories import OrganizationFactory, SeriesFactory
 from watchlists.retention import purge_expired_ticks, tick_partitions
@@ -72,3 +77,87 @@ def test_a_late_write_into_a_dropped_month_recreates_its_partition():
     old = datetime(2025, 2, 3, tzinfo=UTC)
     _ticks(series, [old])
     assert old in _times(series)
+
+
+@contextlib.contextmanager
+def _long_read_of_the_ticks():
+    """Another session reading the tick table in an open transaction, as an export streaming for
+    minutes does: it holds the table's ACCESS SHARE lock until it ends."""
+    db = connection.settings_dict
+    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
+              "port": db["PORT"]}
+    with psycopg.connect(**{k: str(v) for k, v in params.items() if v}) as reader:
+        reader.execute("SELECT count(*) FROM watchlists_tick").fetchone()
+        yield
+        reader.rollback()
+
+
+def _timed_insert(series, when, seconds: list) -> threading.Thread:
+    """From another session, 0.3 s from now: inserts one tick at `when` (a month whose partition
+    exists) and records how long the insert took."""
+    def insert():
+        time.sleep(0.3)
+        db = connection.settings_dict
+        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=str(db["PORT"]),
+                             autocommit=True) as writer:
+            started = time.monotonic()
+            writer.execute("INSERT INTO watchlists_tick (organization_id, series_id, ts, price, size) "
+                           "VALUES (%s, %s, %s, 1, 1)", [series.organization_id, series.pk, when])
+            seconds.append(time.monotonic() - started)
+    thread = threading.Thread(target=insert)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_read_of_the_ticks_delays_the_partition_drop_not_every_insert(caplog):
+    """DROP TABLE of a partition needs an ACCESS EXCLUSIVE lock on the tick table. Queued behind a
+    long read, it held up every tick insert (any organization's, any month's) until the read ended.
+    Now it waits DDL_LOCK_TIMEOUT at most and is left to the next run, whose drop costs nothing."""
+    org = OrganizationFactory(name="busy")
+    series, months = _history(org, 30, "BUSY")
+    kept_from = datetime(2026, 5, 1, tzinfo=UTC)  # the cutoff (NOW - 30 days) is in May: older months expired
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '20s'")  # without the fix the DROP waited for the read's end
+    try:
+        with _long_read_of_the_ticks():
+            waits: list[float] = []
+            writer = _timed_insert(series, NOW, waits)
+            report = purge_expired_ticks(NOW)
+            writer.join(10)
+        assert waits and waits[0] < 5, f"an insert waited {waits} s behind the retention's DROP"
+        assert report.dropped == [] and "not dropped" in caplog.text
+        # The expired months' ticks wait for the next run's drop; the kept months are trimmed as ever.
+        assert [t for t in _times(series) if t < kept_from] == [t for t in months if t < kept_from]
+        assert [t for t in _times(series) if t >= kept_from] == [datetime(2026, 6, 1, 15, tzinfo=UTC), NOW]
+
+        later = purge_expired_ticks(NOW)  # the read has ended
+        assert len(later.dropped) == 16 and "watchlists_tick_p2026_04" in later.dropped
+        assert _times(series) == [datetime(2026, 6, 1, 15, tzinfo=UTC), NOW]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+        partitions.forget_known_partitions()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_months_partition_is_not_created_behind_a_long_read_but_refused_at_once():
+    """Creating a partition takes the same lock: an ingest into a month without one answers 503
+    (retry) after DDL_LOCK_TIMEOUT instead of stalling every insert behind it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '20s'")
+    try:
+        with _long_read_of_the_ticks():
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as refused:
+                partitions.ensure_partitions("watchlists_tick", datetime(2031, 3, 2, tzinfo=UTC),
+                                             datetime(2031, 3, 3, tzinfo=UTC))
+            assert isinstance(refused.value.__cause__, LockNotAvailable)
+            assert time.monotonic() - started < 5
+        partitions.ensure_partitions("watchlists_tick", datetime(2031, 3, 2, tzinfo=UTC), datetime(2031, 3, 3, tzinfo=UTC))
+        assert "watchlists_tick_p2031_03" in {name for name, _, _ in tick_partitions()}
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+            cursor.execute("DROP TABLE IF EXISTS watchlists_tick_p2031_03")
+        partitions.forget_known_partitions()

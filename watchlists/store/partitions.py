@@ -4,6 +4,7 @@ Partitions are created in their own short transaction *before* the write transac
 partition locks the parent table, and holding that lock for a whole batch would stall every other
 writer."""
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
@@ -11,6 +12,25 @@ from django.db import connection, transaction
 from .schema import PARTITION_SPAN, partitions_between
 
 _known: set[str] = set()
+# DDL on a partition (CREATE TABLE .. PARTITION OF, DROP TABLE) takes an ACCESS EXCLUSIVE lock on the
+# parent table. Queued behind a long read of that table (an export streams from one transaction for
+# minutes), it would hold up every insert into the table, every organization's, until the read ended
+# (measured: an insert into another partition waited as long as the read). So it waits this long at
+# most and fails with LockNotAvailable: an ingest answers 503 and is retried, retention drops the
+# partition on its next run.
+DDL_LOCK_TIMEOUT = "2s"
+
+
+@contextmanager
+def partition_ddl():
+    """A cursor in a transaction for partition DDL: serialised with every other creator and dropper
+    (without it two workers race on the catalog and one fails), and never waiting more than
+    DDL_LOCK_TIMEOUT for a lock."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('anomalyhub.partitions'))")
+        yield cursor
+        cursor.execute("SET LOCAL lock_timeout = DEFAULT")  # inside a caller's transaction: for this block only
 
 
 def ensure_partitions(table: str, first: datetime, last: datetime) -> None:
@@ -22,9 +42,7 @@ def ensure_partitions(table: str, first: datetime, last: datetime) -> None:
     # Normally called outside any transaction; inside one (tests, nested services) the partition
     # commits or rolls back with it, so it is not cached as known.
     committed = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Serialises concurrent creators: without it two workers race on the catalog and one fails.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('anomalyhub.partitions'))")
+    with partition_ddl() as cursor:
         for name, start, end in needed:
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
                            f"FOR VALUES FROM (%s) TO (%s)", [start, end])
