@@ -25,6 +25,7 @@ def members(request, actor):
             return redirect("frontend:members")
     return render(request, "frontend/members.html", {
         "form": form, "roles": Role.choices, "can_manage": actor.can("manage"), "me": actor.user_id,
+        "export_datasets": [("points", "Points (ticks, bars, metrics)"), ("anomalies", "Anomalies"), ("rules", "Rules")],
         "members": Membership.objects.for_actor(actor).select_related("user").order_by("created_at"),
         "invitations": (Invitation.objects.for_actor(actor, "manage").filter(accepted_at=None)
                         .order_by("-created_at") if actor.can("manage") else [])})

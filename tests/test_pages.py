@@ -276,3 +276,20 @@ def test_replay_of_an_unknown_file_or_speed_is_refused_with_a_message(alice_clie
         r = alice_client.post(f"/series/{series.pk}/replay/", body, follow=True)
         assert "Choose a demo file and a speed." in r.content.decode()
     assert alice_client.get(f"/series/{series.pk}/replay/").json()["state"] == "idle"
+
+
+def test_admins_download_their_organizations_data_from_the_settings_page(alice_client, bob_client, sensor_with_data):
+    """The REST export, offered where an admin looks for it; a viewer (bob) is not offered it."""
+    import re
+
+    html = alice_client.get("/settings/members/").content.decode()
+    links = [link.replace("&amp;", "&") for link in re.findall(r'href="(/api/v1/export/\?[^"]+)"', html)]
+    assert len(links) == 6 and links[0] == "/api/v1/export/?dataset=points&file_format=csv"
+    response = alice_client.get(links[0])
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    rows = b"".join(response.streaming_content).decode().splitlines()
+    assert rows[0].startswith("symbol,kind,ts,") and len(rows) == 1 + len(POINTS)
+    assert all(row.startswith("boiler,metric,2018-10-08T01:") for row in rows[1:])
+    anomalies = alice_client.get(links[3])  # anomalies as JSON
+    assert {a["symbol"] for a in json.loads(b"".join(anomalies.streaming_content))} == {"boiler"}
+    assert "/api/v1/export/" not in bob_client.get("/settings/members/").content.decode()
