@@ -5,6 +5,7 @@ Whole responses, streamed ones (exports, static files), request bodies, and the 
 import asyncio
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -169,3 +170,44 @@ def test_a_streamed_response_stops_when_the_server_stops():
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+
+
+def test_daphne_streams_only_as_fast_as_the_client_reads(tmp_path):
+    """daphne's send only appends to the connection's buffer: a streamed response read by a slow
+    client piled up in the server's memory (an export at ~8 MB/s). With a Twisted producer pacing the
+    stream, the server makes little more than the socket buffers hold until the client reads on."""
+    import socket
+    import subprocess
+
+    from tests.benchmarks.harness import REPO
+    from tests.benchmarks.server import free_port
+
+    chunks, made = 1000, tmp_path / "made"  # 64 MB in all
+    port = free_port()
+    env = {**os.environ, "STREAM_CHUNKS": str(chunks), "STREAM_COUNT_FILE": str(made)}
+    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
+                               "tests.ops.streaming_app:application"], cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "daphne did not start"
+                time.sleep(0.1)
+        with client:
+            client.sendall(b"GET /stream HTTP/1.1\r\nHost: testserver\r\n\r\n")
+            received = client.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200")
+            time.sleep(3)  # a client that stops reading for a while
+            ahead = int(made.read_text())
+            assert ahead < 250, f"the server made {ahead * 64 // 1024} MB of the response for a client that read 64 KB"
+            while not received.endswith(b"0\r\n\r\n"):  # then reads to the end: all of it comes
+                data = client.recv(1 << 20)
+                assert data, "the connection closed before the end of the response"
+                received += data
+            assert int(made.read_text()) == chunks and received.count(b"x") == chunks * 65536
+    finally:
+        server.terminate()
+        server.wait(10)
