@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
@@ -77,8 +77,12 @@ def _points(org_id: int) -> Iterator[Batch]:
         values = ", ".join(c if c in names else "NULL" for c in _POINT_VALUES)
         sql = (f"SELECT series_id, {ts}, {values} FROM {table} WHERE organization_id = %s ORDER BY series_id, ts")
         keys = ["symbol", "kind", "ts", *(c for c in _POINT_VALUES if c in names)]
-        # A server-side cursor needs a transaction; it keeps memory flat however many points there are.
-        with transaction.atomic(), connection.chunked_cursor() as cursor:
+        # A server-side cursor keeps memory flat however many points there are. Outside a transaction
+        # (autocommit, as in a request) Django declares it WITH HOLD: PostgreSQL runs the query to a
+        # temporary store at once and the export then reads from that, holding no transaction and no
+        # lock while a slow client downloads (paced by the server, for minutes or hours): a lock
+        # held that long made partition DDL wait, and a transaction that long holds vacuum back.
+        with connection.chunked_cursor() as cursor:
             cursor.execute(sql, [org_id])
             while batch := cursor.fetchmany(CHUNK_ROWS):
                 yield keys, [(symbols.get(series_id, str(series_id)), kind, from_us(us).isoformat(), *rest)

@@ -12,6 +12,7 @@ from detection import export
 from tests.conftest import client_for
 from tests.factories import AnomalyFactory, RuleFactory, SeriesFactory
 from tests.reliability.report import record
+from tests.sessions import other_session
 
 pytestmark = pytest.mark.django_db
 
@@ -144,3 +145,23 @@ def _text(client, dataset, file_format) -> str:
     response = client.get(f"/api/v1/export/?dataset={dataset}&file_format={file_format}")
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content).decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_being_downloaded_holds_no_lock_on_the_ticks(alice, org_a, monkeypatch):
+    """A download goes at its client's pace, for minutes or hours. Meanwhile the export holds no
+    transaction and no lock (PostgreSQL keeps the cursor's rows past its statement): partition DDL,
+    which needs the tick table to itself, goes through, and vacuum is not held back."""
+    monkeypatch.setattr(export, "CHUNK_ROWS", 7)
+    client = client_for(alice)
+    series = SeriesFactory(organization=org_a, symbol="HELD", kind="trade", exchange="", bar_seconds=None)
+    client.post(f"/api/v1/series/{series.pk}/points/",
+                [{"ts": f"2024-01-02T10:00:{s:02d}Z", "price": 1 + s, "size": 1} for s in range(30)], format="json")
+    chunks = iter(client.get("/api/v1/export/?dataset=points&file_format=csv").streaming_content)
+    first = next(chunks)  # the download has begun, and stalls here
+    with other_session() as other:
+        other.execute("SET lock_timeout = '2s'")
+        other.execute("LOCK TABLE watchlists_tick IN ACCESS EXCLUSIVE MODE")  # LockNotAvailable if held
+        other.rollback()
+    text = (first + b"".join(chunks)).decode()
+    assert text.startswith("symbol,kind,ts,") and text.count("\nHELD,trade,") == 30

@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import psycopg
 import pytest
 from django.db import OperationalError, connection
 from psycopg.errors import LockNotAvailable
 
 from tests.factories import OrganizationFactory, SeriesFactory
+from tests.sessions import other_session
 from watchlists.retention import purge_expired_ticks, tick_partitions
 from watchlists.store import partitions
 from watchlists.store.timeconv import to_us
@@ -83,10 +83,7 @@ def test_a_late_write_into_a_dropped_month_recreates_its_partition():
 def _long_read_of_the_ticks():
     """Another session reading the tick table in an open transaction, as an export streaming for
     minutes does: it holds the table's ACCESS SHARE lock until it ends."""
-    db = connection.settings_dict
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
-              "port": db["PORT"]}
-    with psycopg.connect(**{k: str(v) for k, v in params.items() if v}) as reader:
+    with other_session() as reader:
         reader.execute("SELECT count(*) FROM watchlists_tick").fetchone()
         yield
         reader.rollback()
@@ -97,9 +94,7 @@ def _timed_insert(series, when, seconds: list) -> threading.Thread:
     exists) and records how long the insert took."""
     def insert():
         time.sleep(0.3)
-        db = connection.settings_dict
-        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=str(db["PORT"]),
-                             autocommit=True) as writer:
+        with other_session(autocommit=True) as writer:
             started = time.monotonic()
             writer.execute("INSERT INTO watchlists_tick (organization_id, series_id, ts, price, size) "
                            "VALUES (%s, %s, %s, 1, 1)", [series.organization_id, series.pk, when])
