@@ -5,6 +5,7 @@ import functools
 import gc
 import os
 import threading
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from tempfile import SpooledTemporaryFile
@@ -144,31 +145,33 @@ class PooledWsgiToAsgi:
             if not getattr(result, "streaming", False):
                 return response, b"".join(result)
 
+            def waited(ready) -> bool:
+                """Waits until ready(timeout) is true, checking every _SEND_CHECK_SECONDS; False once no
+                one will take more: the client has gone, or the server is stopping (its loop no longer
+                runs, and a wait would last forever, keeping the process alive and the export's
+                transaction open)."""
+                while not ready(_SEND_CHECK_SECONDS):
+                    if gone.is_set() or not loop.is_running():
+                        return False
+                return True
+
             def blocking_send(message) -> bool:
-                """Sends from this thread; False once no one will take it: the client has gone, or the
-                server is stopping (its loop no longer runs, and a send would wait forever, keeping
-                the process alive and the export's transaction open)."""
                 sending = send(message)
                 try:
                     future = asyncio.run_coroutine_threadsafe(sending, loop)
                 except RuntimeError:  # the loop is closed
                     sending.close()
                     return False
-                while True:
-                    try:
-                        future.result(timeout=_SEND_CHECK_SECONDS)
-                        return True
-                    except TimeoutError:
-                        if gone.is_set() or not loop.is_running():
-                            future.cancel()
-                            return False
-
-            def paced() -> bool:
-                """Waits while the client is behind; False once no one will take more."""
-                while not pace.ready.wait(_SEND_CHECK_SECONDS):
-                    if gone.is_set() or not loop.is_running():
-                        return False
+                if not waited(lambda timeout: bool(futures.wait([future], timeout).done)):
+                    future.cancel()
+                    return False
+                future.result()
                 return True
+
+            def send_chunk(chunk: bytes) -> bool:
+                """Sends a body chunk, then waits while the client is behind (daphne)."""
+                return (blocking_send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        and (pace is None or waited(pace.ready.wait)))
 
             if not blocking_send({"type": "http.response.start", "status": response.status,
                                   "headers": response.headers}):
@@ -177,8 +180,7 @@ class PooledWsgiToAsgi:
             if pace:
                 loop.call_soon_threadsafe(pace.register)
             for chunk in result:
-                if gone.is_set() or (chunk and not (blocking_send({"type": "http.response.body", "body": chunk,
-                                                                   "more_body": True}) and (not pace or paced()))):
+                if gone.is_set() or (chunk and not send_chunk(chunk)):
                     break  # the finally below closes the response (and its generator)
             else:
                 if pace:
