@@ -89,12 +89,18 @@ def _long_read_of_the_ticks():
         reader.rollback()
 
 
-def _timed_insert(series, when, seconds: list) -> threading.Thread:
-    """From another session, 0.3 s from now: inserts one tick at `when` (a month whose partition
-    exists) and records how long the insert took."""
+def _insert_behind_the_drop(series, when, seconds: list) -> threading.Thread:
+    """From another session, once a DROP TABLE is seen waiting for its lock: inserts one tick at
+    `when` (a month whose partition exists) and records how long the insert took, so the insert
+    surely queues behind the DROP rather than racing it."""
     def insert():
-        time.sleep(0.3)
         with other_session(autocommit=True) as writer:
+            deadline = time.monotonic() + 10
+            while not writer.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND query LIKE 'DROP TABLE%%'").fetchone():
+                if time.monotonic() > deadline:
+                    return  # no DROP ever waited: `seconds` stays empty and the test says so
+                time.sleep(0.02)
             started = time.monotonic()
             writer.execute("INSERT INTO watchlists_tick (organization_id, series_id, ts, price, size) "
                            "VALUES (%s, %s, %s, 1, 1)", [series.organization_id, series.pk, when])
@@ -117,10 +123,12 @@ def test_a_long_read_of_the_ticks_delays_the_partition_drop_not_every_insert(cap
     try:
         with _long_read_of_the_ticks():
             waits: list[float] = []
-            writer = _timed_insert(series, NOW, waits)
+            writer = _insert_behind_the_drop(series, NOW, waits)
             report = purge_expired_ticks(NOW)
             writer.join(10)
-        assert waits and waits[0] < 5, f"an insert waited {waits} s behind the retention's DROP"
+        assert waits, "the retention's DROP never waited for the long read's lock"
+        # Queued behind the DROP (so the stall was real), and only until it gave up.
+        assert 0.5 < waits[0] < 5, f"an insert waited {waits[0]:.2f} s behind the retention's DROP"
         assert report.dropped == [] and "not dropped" in caplog.text
         # The expired months' ticks wait for the next run's drop; the kept months are trimmed as ever.
         assert [t for t in _times(series) if t < kept_from] == [t for t in months if t < kept_from]
