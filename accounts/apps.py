@@ -6,5 +6,6 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import audit, lifecycle  # noqa: F401  (audit receivers; anonymising a deleted user's events)
+        # Receivers: audit events; anonymising a deleted user's events; closing sockets whose access ended.
+        from . import audit, lifecycle, socket_access  # noqa: F401
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -150,23 +150,37 @@ TICKET_SALT = "anomalyhub.live-ticket"
 TICKET_MAX_AGE = 60
 
 
-def issue_ticket(actor: Actor) -> str:
+def issue_ticket(actor: Actor, session: str | None = None) -> str:
     """A short-lived signed ticket for opening a WebSocket as this actor (query strings end up in
-    logs, so they carry this, never a long-lived key)."""
+    logs, so they carry this, never a long-lived key). `session`: the digest of the signed-in
+    session asking for it (accounts.socket_access), so signing out also closes that socket."""
     from django.core import signing
 
     return signing.dumps({"u": actor.user_id, "o": actor.organization_id,
-                          "k": actor.api_key.pk if actor.api_key else None}, salt=TICKET_SALT, compress=True)
+                          "k": actor.api_key.pk if actor.api_key else None, "s": session},
+                         salt=TICKET_SALT, compress=True)
+
+
+def _ticket_data(ticket: str) -> dict | None:
+    from django.core import signing
+
+    try:
+        return signing.loads(ticket, salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
+    except signing.BadSignature:
+        return None
+
+
+def ticket_session(ticket: str) -> str | None:
+    """The digest of the session that asked for the ticket, if one did."""
+    return (_ticket_data(ticket) or {}).get("s")
 
 
 def actor_for_ticket(ticket: str) -> Actor:
     """The actor a ticket was issued to, re-checked now (a revoked key or membership fails)."""
     from django.contrib.auth import get_user_model
-    from django.core import signing
 
-    try:
-        data = signing.loads(ticket, salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
-    except signing.BadSignature:
+    data = _ticket_data(ticket)
+    if data is None:
         return ANONYMOUS
     if data.get("k"):
         key = ApiKey.objects.filter(pk=data["k"], revoked_at__isnull=True).select_related("created_by").first()

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import redis
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
@@ -97,6 +97,25 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
         return queue.qsize() if queue is not None else 0
 
 
+def group_send_many(messages) -> None:
+    """Sends (group, message) pairs from a plain thread (a request's on_commit, a Celery worker),
+    in order: one Redis round trip with this module's layers, else the layer's own group_send per
+    message. Raises what the layer raises (Redis down)."""
+    layer = get_channel_layer()
+    if layer is None or not messages:
+        return
+    send_many = getattr(layer, "group_send_many_sync", None)
+    if send_many is not None:
+        send_many(messages)
+    else:
+        async_to_sync(_send_each)(layer, messages)
+
+
+async def _send_each(layer, messages) -> None:
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
 def _db_number(host: dict) -> int:
     if "db" in host:
         return int(host["db"])
@@ -146,4 +165,4 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
         await super().flush()
 
 
-__all__ = ["RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "ChannelFull"]
+__all__ = ["ChannelFull", "RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "group_send_many"]

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -27,7 +26,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from accounts import bruteforce
 from accounts.audit import client_ip
 from accounts.authentication import key_from_header
-from accounts.tenancy import ANONYMOUS, Actor, actor_for_request, actor_for_ticket
+from accounts.socket_access import REVOKED, AccessBoundConsumer, socket_actor
+from accounts.tenancy import ANONYMOUS, Actor, actor_for_request
 
 from .schema import schema
 
@@ -98,9 +98,24 @@ graphql_view = csrf_exempt(AnomalyHubGraphQLView.as_view(schema=schema))
 WS_MAX_FRAME_BYTES = 64 * 1024
 WS_FLOOD_WINDOW, WS_FLOOD_MESSAGES = 10.0, 100
 CLOSE_FLOOD, CLOSE_TOO_BIG = 4029, 1009
+CLOSE_FORBIDDEN = 4403  # graphql-transport-ws' "Forbidden", as a refused connection_init
 
 
-class AnomalyHubGraphQLWSConsumer(GraphQLWSConsumer):
+class AnomalyHubGraphQLWSConsumer(AccessBoundConsumer, GraphQLWSConsumer):
+    async def dispatch(self, message):
+        # Strawberry hands every channel-layer message to its subscriptions' queues; the end of
+        # the socket's access (accounts.socket_access) is for the socket itself.
+        if message.get("type") == REVOKED:
+            return await self.access_revoked(message)
+        return await super().dispatch(message)
+
+    async def access_ended(self):
+        await self.close(code=CLOSE_FORBIDDEN)
+
+    async def disconnect(self, code):
+        await self.unbind_access()
+        await super().disconnect(code)
+
     async def receive(self, text_data=None, bytes_data=None):
         now = time.monotonic()
         received = self.__dict__.setdefault("_received", deque())
@@ -117,13 +132,12 @@ class AnomalyHubGraphQLWSConsumer(GraphQLWSConsumer):
         return {"request": request, "ws": request, "actor": request.scope.get("actor", ANONYMOUS)}
 
     async def on_ws_connect(self, context):
-        actor = context["actor"]
         ticket = (context.get("connection_params") or {}).get("ticket")
-        if actor.organization_id is None and isinstance(ticket, str) and self.scope.get("origin_status") != "foreign":
-            actor = await database_sync_to_async(actor_for_ticket)(ticket)
+        actor, session_key, session = await socket_actor(self.scope, ticket)
         if actor.organization_id is None or not actor.can("view"):
             raise ConnectionRejectionError({"code": "not_authenticated"})
         context["actor"] = actor
+        await self.bind_access(actor, session_key, session)
         return None
 
 

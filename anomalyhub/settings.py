@@ -136,6 +136,10 @@ else:
 # Bytes the server may hold, already written, for one WebSocket client that stopped reading
 # before it drops that client (4008); the kernel's socket buffers come on top.
 LIVE_MAX_UNSENT_BYTES = env_int("LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
+# How often an open WebSocket re-checks the access it was opened with (key, membership and role,
+# session), on top of the immediate close a revocation publishes (accounts/socket_access.py): the
+# bound for a revocation whose publish was lost. One or two queries per socket each time.
+WS_ACCESS_RECHECK_SECONDS = env_int("WS_ACCESS_RECHECK_SECONDS", 300)
 
 # --- Celery ------------------------------------------------------------------------
 CELERY_BROKER_URL = _redis_db(REDIS_URL, 0) if REDIS_URL else "memory://localhost/"

@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from accounts.tenancy import ANONYMOUS, actor_for_ticket
+from accounts.socket_access import AccessBoundConsumer, socket_actor
 from watchlists.live import series_group
 from watchlists.models import Series, Watchlist
 
@@ -60,7 +60,7 @@ def _ids(value) -> list[int] | None:
     return None
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
     dropped = False  # closed as too slow
 
     async def dispatch(self, message):
@@ -75,10 +75,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await handler(message)
 
     async def connect(self):
-        actor = self.scope.get("actor", ANONYMOUS)
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("ticket", [None])[0]
-        if actor.organization_id is None and ticket and self.scope.get("origin_status") != "foreign":
-            actor = await database_sync_to_async(actor_for_ticket)(ticket)
+        actor, session_key, session = await socket_actor(self.scope, ticket)
         if actor.organization_id is None or not actor.can("view"):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
@@ -93,6 +91,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.max_unsent = settings.LIVE_MAX_UNSENT_BYTES  # bytes held for a client that does not read
         self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)
         await self.accept()
+        await self.bind_access(actor, session_key, session)
         metrics.WS_CONNECTIONS.inc()
         self.counted = True
         await self.send_json({"type": "welcome", "protocol": PROTOCOL, "organization": actor.organization_id,
@@ -105,6 +104,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.counted = False
         if hasattr(self, "heartbeat"):
             self.heartbeat.cancel()
+        await self.unbind_access()
         for series_id in list(getattr(self, "joined", {})):
             await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
 
@@ -177,6 +177,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 del self.joined[series_id]
                 await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
         await self.send_json({"type": "unsubscribed", "subscription": message["subscription"]})
+
+    async def access_ended(self):
+        """The key was revoked, the membership removed or changed, or the person signed out
+        (accounts.socket_access): say so, then close as an unauthenticated socket is refused."""
+        if self.dropped:
+            return  # already closing
+        self.dropped = True  # no more events while closing
+        await self._error("access_revoked", "Your access to this organization has ended (key revoked, membership "
+                          "removed or changed, or signed out). Authenticate again to reconnect.")
+        await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def _error(self, code: str, text: str, details=None):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})

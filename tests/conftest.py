@@ -103,3 +103,14 @@ def clean_store():
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE watchlists_tick, watchlists_bar, watchlists_metric, watchlists_rollup, "
                        "watchlists_feature")
+
+
+@pytest.fixture
+async def close_executor_connections():
+    """Async tests reach the database from asgiref's executor thread; close its connection after
+    the test so the test database can be dropped at the end of the session."""
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    yield
+    await database_sync_to_async(connections.close_all)()

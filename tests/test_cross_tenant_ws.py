@@ -18,7 +18,7 @@ from tests.factories import (
 )
 from tests.graphql.ws_isolation import check_graphql
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.usefixtures("close_executor_connections")]
 
 
 @database_sync_to_async
@@ -58,3 +58,42 @@ def test_every_websocket_route_has_an_isolation_check():
 async def test_websocket_route_keeps_organizations_apart(route, clean_store):
     ids = await two_tenants()
     await CHECKS[route]("/" + route, ids)
+
+
+async def test_access_ending_in_one_organization_closes_nothing_in_another(clean_store):
+    """A person in organizations A and B, removed from A: their A socket closes (accounts.socket_access),
+    their B socket stays; A's key revoked and A deleted close no socket of B."""
+    from accounts import services
+    from accounts.tenancy import issue_ticket
+
+    @database_sync_to_async
+    def setup():
+        org_a, org_b = OrganizationFactory(), OrganizationFactory()
+        person, owner_a = UserFactory(), UserFactory()
+        MembershipFactory(user=owner_a, organization=org_a, role="owner")
+        in_a = MembershipFactory(user=person, organization=org_a, role="member")
+        MembershipFactory(user=person, organization=org_b, role="member")
+        owner = actor_for_user(owner_a, org_a.pk)
+        key_a, raw_a = create_api_key(actor=owner, name="a", scope="read")
+        paths = {"person in A": (f"/ws/v1/live/?ticket={issue_ticket(actor_for_user(person, org_a.pk))}", []),
+                 "person in B": (f"/ws/v1/live/?ticket={issue_ticket(actor_for_user(person, org_b.pk))}", []),
+                 "A's key": ("/ws/v1/live/", [(b"authorization", f"Bearer {raw_a}".encode())])}
+        return org_a, owner, in_a, key_a, paths
+
+    org_a, owner, in_a, key_a, paths = await setup()
+    sockets = {}
+    for name, (path, headers) in paths.items():
+        sockets[name] = WebsocketCommunicator(application, path, headers=headers)
+        assert (await sockets[name].connect(timeout=5))[0]
+        assert (await sockets[name].receive_json_from(timeout=5))["type"] == "welcome"
+    await database_sync_to_async(services.remove_member)(actor=owner, membership_id=in_a.pk)
+    await database_sync_to_async(services.revoke_api_key)(actor=owner, key_id=key_a.pk)
+    for name in ("person in A", "A's key"):
+        assert (await sockets[name].receive_json_from(timeout=5))["code"] == "access_revoked"
+        assert (await sockets[name].receive_output(timeout=5))["code"] == 4401
+    await database_sync_to_async(org_a.delete)()
+    kept = sockets["person in B"]
+    assert await kept.receive_nothing(timeout=0.5)
+    await kept.send_json_to({"action": "ping"})
+    assert (await kept.receive_json_from(timeout=5))["type"] == "pong"
+    await kept.disconnect()

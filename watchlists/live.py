@@ -9,8 +9,8 @@ import logging
 import time
 
 import numpy as np
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+
+from anomalyhub.channel_layer import group_send_many
 
 from .store.writer import VALUE_COLUMNS, Points
 
@@ -29,33 +29,21 @@ def publish(series_id: int, event: dict) -> None:
 
 
 def publish_many(events: list[tuple[int, dict]]) -> bool:
-    """Sends events to their series' groups, in order. Never raises: the feed is best-effort on
-    top of storage, and a dead channel layer must not fail an ingest that has already committed.
-    Returns False when the layer refused them (Redis down), so an outbox can send them again.
-
-    Layers with `group_send_many_sync` (anomalyhub.channel_layer's) publish the whole list in one
-    Redis round trip from this thread; others go through their async group_send."""
-    layer = get_channel_layer()
-    if layer is None or not events:
+    """Sends events to their series' groups, in order, in one Redis round trip (group_send_many).
+    Never raises: the feed is best-effort on top of storage, and a dead channel layer must not
+    fail an ingest that has already committed. Returns False when the layer refused them (Redis
+    down), so an outbox can send them again."""
+    if not events:
         return True
     sent = time.time()
     messages = [(series_group(series_id), {"type": "live.event", "series": series_id, "sent": sent, "event": event})
                 for series_id, event in events]
     try:
-        send_many = getattr(layer, "group_send_many_sync", None)
-        if send_many is not None:
-            send_many(messages)
-        else:
-            async_to_sync(_send_each)(layer, messages)
+        group_send_many(messages)
     except Exception:  # noqa: BLE001 — logged, and clients re-sync over REST on a sequence gap
         logger.exception("live feed publish failed for series %s", sorted({s for s, _ in events}))
         return False
     return True
-
-
-async def _send_each(layer, messages) -> None:
-    for group, message in messages:
-        await layer.group_send(group, message)
 
 
 def points_event(series_id: int, points: Points) -> dict:

@@ -18,6 +18,7 @@ from .. import bruteforce, lifecycle, services
 from ..authentication import throttled
 from ..errors import PermissionDeniedError
 from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization
+from ..socket_access import session_digest
 from ..tenancy import (
     SESSION_ORG_KEY,
     TICKET_MAX_AGE,
@@ -277,5 +278,7 @@ class LiveTicketView(ActorMixin, APIView):
 
     @extend_schema(request=None, responses={201: s.TicketSerializer})
     def post(self, request):
-        return Response({"ticket": issue_ticket(self.actor), "expires_in": TICKET_MAX_AGE},
+        session = request._request.session.session_key if self.actor.api_key is None else None
+        return Response({"ticket": issue_ticket(self.actor, session_digest(session) if session else None),
+                         "expires_in": TICKET_MAX_AGE},
                         status=status.HTTP_201_CREATED)

@@ -1,11 +1,6 @@
 import pytest
-from channels.db import database_sync_to_async
-from django.db import connections
 
 
 @pytest.fixture(autouse=True)
-async def _close_executor_connections():
-    """Async tests reach the database from asgiref's executor thread; close its connection after
-    each test so the test database can be dropped at the end of the session."""
-    yield
-    await database_sync_to_async(connections.close_all)()
+def _close_executor_connections(close_executor_connections):
+    """Every live-feed test is async and reaches the database (tests/conftest.py)."""
