@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from accounts.socket_access import AccessBoundConsumer, socket_actor
-from watchlists.live import series_group
+from watchlists.live import series_group, watchlist_group
 from watchlists.models import Series, Watchlist
 
 from . import metrics
@@ -82,7 +82,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             return
         self.actor = actor
         self.subscriptions: dict[int, dict] = {}
-        self.joined: dict[int, int] = {}  # series id -> how many subscriptions need its group
+        self.joined: dict[str, int] = {}  # group -> how many subscriptions need it
         self.next_id = 1
         self.received: deque[float] = deque()
         # Read once per connection, not per event: a setting left unset costs an AttributeError
@@ -105,8 +105,8 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         if hasattr(self, "heartbeat"):
             self.heartbeat.cancel()
         await self.unbind_access()
-        for series_id in list(getattr(self, "joined", {})):
-            await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
+        for group in list(getattr(self, "joined", {})):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def _beat(self):
         while True:
@@ -158,11 +158,8 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             return await self._error("not_found", f"Not found: {', '.join(refused)}. Nothing was subscribed.",
                                      {"refused": refused})
         sub_id, self.next_id = self.next_id, self.next_id + 1
-        self.subscriptions[sub_id] = {"series": allowed, "seq": 0}
-        for series_id in allowed:
-            if not self.joined.get(series_id):
-                await self.channel_layer.group_add(series_group(series_id), self.channel_name)
-            self.joined[series_id] = self.joined.get(series_id, 0) + 1
+        self.subscriptions[sub_id] = {"series": allowed, "seq": 0, "watchlist": watchlist}
+        await self._join([series_group(i) for i in allowed] + ([watchlist_group(watchlist)] if watchlist else []))
         await self.send_json({"type": "subscribed", "subscription": sub_id, "series": sorted(allowed),
                               "watchlist": watchlist})
 
@@ -171,12 +168,41 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             message.get("subscription"), int) else None
         if sub is None:
             return await self._error("not_found", "No such subscription.")
-        for series_id in sub["series"]:
-            self.joined[series_id] -= 1
-            if not self.joined[series_id]:
-                del self.joined[series_id]
-                await self.channel_layer.group_discard(series_group(series_id), self.channel_name)
+        watchlist = sub["watchlist"]
+        await self._leave([series_group(i) for i in sub["series"]] + ([watchlist_group(watchlist)] if watchlist else []))
         await self.send_json({"type": "unsubscribed", "subscription": message["subscription"]})
+
+    async def _join(self, groups):
+        """Joins each group the first time a subscription needs it (one SUBSCRIBE per group)."""
+        for group in groups:
+            if not self.joined.get(group):
+                await self.channel_layer.group_add(group, self.channel_name)
+            self.joined[group] = self.joined.get(group, 0) + 1
+
+    async def _leave(self, groups):
+        for group in groups:
+            self.joined[group] -= 1
+            if not self.joined[group]:
+                del self.joined[group]
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def watchlist_changed(self, message):
+        """A watchlist's series changed or it was deleted (watchlists.live): its subscriptions
+        follow it, re-read as this socket's actor, and the client is told what changed."""
+        watchlist = message["watchlist"]
+        subs = [(sub_id, sub) for sub_id, sub in self.subscriptions.items() if sub["watchlist"] == watchlist]
+        if not subs:
+            return
+        now, _ = await resolve_series(self.actor, [], watchlist)  # a deleted watchlist has none
+        for sub_id, sub in subs:
+            added, removed = now - sub["series"], sub["series"] - now
+            if self.subscriptions.get(sub_id) is not sub or not (added or removed):
+                continue  # unsubscribed meanwhile, or unchanged
+            await self._join([series_group(i) for i in added])
+            await self._leave([series_group(i) for i in removed])
+            sub["series"] = now
+            await self.send_json({"type": "subscription_changed", "subscription": sub_id, "watchlist": watchlist,
+                                  "series": sorted(now), "added": sorted(added), "removed": sorted(removed)})
 
     async def access_ended(self):
         """The key was revoked, the membership removed or changed, or the person signed out

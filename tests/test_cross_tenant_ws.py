@@ -97,3 +97,32 @@ async def test_access_ending_in_one_organization_closes_nothing_in_another(clean
     await kept.send_json_to({"action": "ping"})
     assert (await kept.receive_json_from(timeout=5))["type"] == "pong"
     await kept.disconnect()
+
+
+async def test_a_watchlist_change_in_one_organization_reaches_no_socket_of_another(clean_store):
+    """Live subscriptions follow their watchlist (group live.watchlist.<id>); A's changes say nothing to B."""
+    from accounts.tenancy import system_actor
+    from watchlists.services import save_watchlist
+
+    @database_sync_to_async
+    def setup():
+        org_a, org_b = OrganizationFactory(), OrganizationFactory()
+        owner_b = UserFactory()
+        MembershipFactory(user=owner_b, organization=org_b, role="owner")
+        a1, a2 = (SeriesFactory(organization=org_a, kind="metric", exchange="", bar_seconds=None) for _ in range(2))
+        watchlist_a = save_watchlist(actor=system_actor(org_a.pk), name="a", series_ids=[a1.pk])
+        watchlist_b = save_watchlist(actor=system_actor(org_b.pk), name="b", series_ids=[
+            SeriesFactory(organization=org_b, kind="metric", exchange="", bar_seconds=None).pk])
+        _, key_b = create_api_key(actor=actor_for_user(owner_b, org_b.pk), name="b", scope="read")
+        return org_a, watchlist_a, [a1.pk, a2.pk], watchlist_b, key_b
+
+    org_a, watchlist_a, a_ids, watchlist_b, key_b = await setup()
+    client = WebsocketCommunicator(application, "/ws/v1/live/", headers=[(b"authorization", f"Bearer {key_b}".encode())])
+    assert (await client.connect(timeout=5))[0]
+    await client.receive_json_from(timeout=5)
+    await client.send_json_to({"action": "subscribe", "watchlist": watchlist_b.pk})
+    assert (await client.receive_json_from(timeout=5))["type"] == "subscribed"
+    await database_sync_to_async(save_watchlist)(actor=system_actor(org_a.pk), watchlist=watchlist_a, series_ids=a_ids)
+    await database_sync_to_async(watchlist_a.delete)()
+    assert await client.receive_nothing(timeout=0.5)
+    await client.disconnect()

@@ -9,6 +9,7 @@ import logging
 import time
 
 import numpy as np
+from django.db import transaction
 
 from anomalyhub.channel_layer import group_send_many
 
@@ -21,6 +22,21 @@ EVENT_TYPES = {"trade": "tick", "bar": "bar", "metric": "metric"}
 
 def series_group(series_id: int) -> str:
     return f"live.series.{series_id}"
+
+
+def watchlist_group(watchlist_id: int) -> str:
+    return f"live.watchlist.{watchlist_id}"
+
+
+def publish_watchlist_changed(watchlist_id: int) -> None:
+    """After commit: the watchlist's series changed (or it is gone); live subscriptions to it
+    re-read it. Best-effort like the feed: a lost message leaves them as they were."""
+    def send():
+        try:
+            group_send_many([(watchlist_group(watchlist_id), {"type": "watchlist.changed", "watchlist": watchlist_id})])
+        except Exception:  # noqa: BLE001 — logged; subscribers keep the series they had
+            logger.exception("could not announce the change of watchlist %s", watchlist_id)
+    transaction.on_commit(send)
 
 
 def publish(series_id: int, event: dict) -> None:

@@ -119,12 +119,19 @@ def save_watchlist(*, actor: Actor, watchlist: Watchlist | None = None, name: st
         raise SeriesConflict(f"A watchlist named '{watchlist.name}' already exists.") from None
     if series_ids is not None:
         series = _scoped_series(actor, series_ids)
-        WatchlistItem.objects.filter(watchlist=watchlist).exclude(series__in=series).delete()
+        removed, _ = WatchlistItem.objects.filter(watchlist=watchlist).exclude(series__in=series).delete()
         existing = set(WatchlistItem.objects.filter(watchlist=watchlist).values_list("series_id", flat=True))
-        WatchlistItem.objects.bulk_create([
+        added = WatchlistItem.objects.bulk_create([
             WatchlistItem(organization_id=actor.organization_id, watchlist=watchlist, series=s)
             for s in series if s.pk not in existing])
+        if removed or added:
+            live.publish_watchlist_changed(watchlist.pk)
     return watchlist
+
+
+@receiver(post_delete, sender=Watchlist, dispatch_uid="watchlists.live.watchlist_deleted")
+def _watchlist_deleted(sender, instance: Watchlist, **kwargs) -> None:
+    live.publish_watchlist_changed(instance.pk)  # from any path (API, GraphQL, pages, a deleted organization)
 
 
 # Every ingest request names its series by symbol. The (organization, symbol) -> series lookups

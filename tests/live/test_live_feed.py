@@ -202,3 +202,54 @@ async def test_a_client_whose_own_queue_overflows_is_dropped_and_others_are_not(
     event = await other.receive_json_from(timeout=5)
     assert event["series"] == quiet.pk and event["seq"] == 1
     await other.disconnect()
+
+
+@database_sync_to_async
+def watchlist_of(org, series_list, watchlist=None):
+    from watchlists.services import save_watchlist
+
+    return save_watchlist(actor=system_actor(org.pk), watchlist=watchlist, name="followed",
+                          series_ids=[s.pk for s in series_list])
+
+
+async def tenant_with_watchlist():
+    """A tenant with two series, the first in a watchlist."""
+    org, _, first, key = await tenant()
+    second = await database_sync_to_async(SeriesFactory)(organization=org, symbol="S2", kind="metric", exchange="",
+                                                          bar_seconds=None)
+    return org, first, second, await watchlist_of(org, [first]), key
+
+
+async def test_a_watchlist_subscription_follows_the_watchlist():
+    org, first, second, watchlist, key = await tenant_with_watchlist()
+    client, _, _ = await connect(key)
+    reply = await welcome_and_subscribe(client, watchlist=watchlist.pk)
+    assert reply["series"] == [first.pk]
+    await watchlist_of(org, [first, second], watchlist)
+    changed = await client.receive_json_from(timeout=5)
+    assert changed == {"type": "subscription_changed", "subscription": reply["subscription"],
+                       "watchlist": watchlist.pk, "series": sorted([first.pk, second.pk]), "added": [second.pk],
+                       "removed": []}
+    await send_points(org, second, [1.0])
+    assert (await client.receive_json_from(timeout=5))["series"] == second.pk
+    await watchlist_of(org, [second], watchlist)
+    assert (await client.receive_json_from(timeout=5))["removed"] == [first.pk]
+    await send_points(org, first, [2.0])
+    assert await client.receive_nothing(timeout=0.5)  # no longer followed
+    await database_sync_to_async(watchlist.delete)()
+    gone = await client.receive_json_from(timeout=5)
+    assert gone["type"] == "subscription_changed" and gone["series"] == [] and gone["removed"] == [second.pk]
+    await send_points(org, second, [3.0], start=1)
+    assert await client.receive_nothing(timeout=0.5)
+    await client.disconnect()
+
+
+async def test_a_series_subscription_does_not_follow_a_watchlist():
+    org, first, second, watchlist, key = await tenant_with_watchlist()
+    client, _, _ = await connect(key)
+    await welcome_and_subscribe(client, series=[first.pk])
+    await watchlist_of(org, [second], watchlist)
+    await send_points(org, first, [1.0])
+    assert (await client.receive_json_from(timeout=5))["series"] == first.pk  # still followed, nothing else sent
+    assert await client.receive_nothing(timeout=0.5)
+    await client.disconnect()
