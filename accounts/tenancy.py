@@ -83,6 +83,13 @@ def _membership(user, org_ref) -> Membership | None:
     return (qs.filter(organization_id=int(ref)) if ref.isdigit() else qs.filter(organization__slug=ref)).first()
 
 
+def is_active_member(user_id, organization_id) -> bool:
+    """Whether the person is (still) an active member of the organization: what anything sent to
+    them on its behalf (alert emails) checks at the moment of sending."""
+    return user_id is not None and Membership.objects.filter(user_id=user_id, organization_id=organization_id,
+                                                             user__is_active=True).exists()
+
+
 def actor_for_user(user, org_ref=None) -> Actor:
     """A signed-in user acting for org_ref (id or slug), or their first organization."""
     if user is None or not user.is_authenticated:

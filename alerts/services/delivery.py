@@ -20,6 +20,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts.tenancy import is_active_member
+
 from ..metrics import DELIVERIES
 from ..models import Channel, DeliveryAttempt, Notification, WebhookEndpoint
 from ..transports import email as email_transport
@@ -79,6 +81,9 @@ def deliver_now(notification: Notification) -> Notification:
 
 def _send(n: Notification, now: datetime) -> Sent:
     if n.channel == Channel.EMAIL:
+        if not is_active_member(n.user_id, n.organization_id):  # left, deactivated or deleted since it was planned
+            raise TransportError("The recipient is no longer an active member of the organization; not sent.",
+                                 permanent=True)
         subject, text, html = render.email_for(n.payload)
         return email_transport.send_email(to=n.email, subject=subject, text=text, html=html,
                                           custom_args={"notification": render.message_id(n)})

@@ -86,7 +86,11 @@ def _candidates(organization_id: int, anomalies: list[Anomaly]):
          | Q(target=Target.WATCHLIST, watchlist__items__series_id__in=series)
          | Q(target=Target.RULE, rule_id__in={a.rule_id for a in anomalies if a.rule_id})
          | Q(target=Target.DETECTOR, detector_id__in={a.detector_id for a in anomalies if a.detector_id}))
-    return AlertSubscription.objects.filter(organization_id=organization_id, enabled=True).filter(q).values("pk")
+    # Only subscriptions of people still active members: one who left (or was deactivated) keeps
+    # their subscriptions for a return, but they plan nothing meanwhile.
+    return (AlertSubscription.objects.filter(organization_id=organization_id, enabled=True, user__is_active=True,
+                                             user__memberships__organization_id=organization_id)
+            .filter(q).values("pk"))
 
 
 def dispatch_anomalies(*, organization_id: int, anomaly_ids: list[int], now: datetime | None = None) -> int:

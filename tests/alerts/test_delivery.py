@@ -219,3 +219,38 @@ def test_django_email_backend_uses_the_same_sendgrid_client(sendgrid, settings):
     assert body["from"] == {"email": "a@anomalyhub.local", "name": "AnomalyHub"}
     assert body["content"] == [{"type": "text/plain", "value": "plain body"},
                                {"type": "text/html", "value": "<p>html body</p>"}]
+
+
+def _membership_ends(org, user, how):
+    from accounts.models import Membership
+
+    if how == "removed":
+        Membership.objects.filter(organization=org, user=user).delete()
+    else:
+        user.is_active = False
+        user.save()
+
+
+@pytest.mark.parametrize("how", ["removed", "deactivated"])
+def test_a_person_who_left_gets_no_more_alerts(org_a, alice, bob, sendgrid, how):
+    """Their subscriptions stay (a returning member finds them), but plan nothing while they are out."""
+    series = SeriesFactory(organization=org_a)
+    kept, left = (subscription_for(org_a, user, target=Target.SERIES, series=series) for user in (alice, bob))
+    _membership_ends(org_a, bob, how)
+    dispatch(org_a, anomalies(org_a, series, [timezone.now()]))
+    assert Notification.objects.filter(subscription=kept).count() == 1
+    assert not Notification.objects.filter(subscription=left).exists()
+
+
+@pytest.mark.parametrize("how", ["removed", "deactivated"])
+def test_a_message_waiting_for_a_person_who_left_is_not_sent(org_a, alice, bob, sendgrid, how):
+    series = SeriesFactory(organization=org_a)
+    sub = subscription_for(org_a, bob, target=Target.SERIES, series=series)
+    dispatch(org_a, anomalies(org_a, series, [timezone.now()]))
+    n = Notification.objects.get(subscription=sub)  # planned while bob was a member, not sent yet
+    _membership_ends(org_a, bob, how)
+    assert _deliver(n, timezone.now()).status == "failed"
+    n.refresh_from_db()
+    assert n.status == Notification.Status.FAILED and "no longer" in n.last_error
+    assert DeliveryAttempt.objects.get(notification=n).outcome == DeliveryAttempt.Outcome.PERMANENT
+    assert sendgrid.requests == []
