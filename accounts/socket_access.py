@@ -27,11 +27,10 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import user_logged_out
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from anomalyhub.channel_layer import group_send_many
+from anomalyhub.channel_layer import group_send_after_commit
 
 from .models import ApiKey, Membership, User
 from .tenancy import ANONYMOUS, Actor, actor_for_ticket, ticket_session
@@ -75,13 +74,8 @@ def socket_groups(actor: Actor, session: str | None) -> list[str]:
 
 def revoke(*groups: str) -> None:
     """Closes every socket in these groups, in every process, once the current transaction commits."""
-    def send():
-        try:
-            group_send_many([(group, {"type": REVOKED}) for group in groups])
-        except Exception:  # noqa: BLE001 — the sockets' periodic re-check closes them instead
-            logger.exception("could not publish the end of access for %s; sockets close at their next re-check",
-                             groups)
-    transaction.on_commit(send)
+    group_send_after_commit([(group, {"type": REVOKED}) for group in groups],
+                            "their sockets close at their next access re-check instead")
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="socket_access.key_saved")

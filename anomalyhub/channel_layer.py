@@ -17,6 +17,7 @@ InMemoryChannelLayer would put into that loop's asyncio queues from a foreign th
 nobody; here such sends are handed to the receiving loop with call_soon_threadsafe."""
 
 import asyncio
+import logging
 import threading
 import time
 from copy import deepcopy
@@ -28,7 +29,9 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
+from django.db import transaction
 
+logger = logging.getLogger(__name__)
 DEFAULT_CAPACITY = 1000
 # Messages whose decoding the consumers that receive them share: the latest few (consumers take a
 # message within moments of each other), and small ones (a big point batch is decoded per consumer
@@ -111,6 +114,17 @@ def group_send_many(messages) -> None:
         async_to_sync(_send_each)(layer, messages)
 
 
+def group_send_after_commit(messages, undone: str) -> None:
+    """group_send_many once the current transaction commits (at once outside one). Never raises:
+    a failure (Redis down) is logged with `undone`, what it leaves to happen another way."""
+    def send():
+        try:
+            group_send_many(messages)
+        except Exception:  # noqa: BLE001 — the caller's change is committed; the log says what is left
+            logger.exception("channel layer send to %s failed: %s", sorted({group for group, _ in messages}), undone)
+    transaction.on_commit(send)
+
+
 async def _send_each(layer, messages) -> None:
     for group, message in messages:
         await layer.group_send(group, message)
@@ -165,4 +179,5 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
         await super().flush()
 
 
-__all__ = ["ChannelFull", "RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "group_send_many"]
+__all__ = ["ChannelFull", "RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "group_send_after_commit",
+           "group_send_many"]

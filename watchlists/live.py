@@ -9,9 +9,8 @@ import logging
 import time
 
 import numpy as np
-from django.db import transaction
 
-from anomalyhub.channel_layer import group_send_many
+from anomalyhub.channel_layer import group_send_after_commit, group_send_many
 
 from .store.writer import VALUE_COLUMNS, Points
 
@@ -31,12 +30,8 @@ def watchlist_group(watchlist_id: int) -> str:
 def publish_watchlist_changed(watchlist_id: int) -> None:
     """After commit: the watchlist's series changed (or it is gone); live subscriptions to it
     re-read it. Best-effort like the feed: a lost message leaves them as they were."""
-    def send():
-        try:
-            group_send_many([(watchlist_group(watchlist_id), {"type": "watchlist.changed", "watchlist": watchlist_id})])
-        except Exception:  # noqa: BLE001 — logged; subscribers keep the series they had
-            logger.exception("could not announce the change of watchlist %s", watchlist_id)
-    transaction.on_commit(send)
+    group_send_after_commit([(watchlist_group(watchlist_id), {"type": "watchlist.changed", "watchlist": watchlist_id})],
+                            "its live subscriptions keep the series they had")
 
 
 def publish(series_id: int, event: dict) -> None:
