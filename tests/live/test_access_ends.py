@@ -42,6 +42,15 @@ def by_owner(t, service, **kwargs):
     return service(actor=actor_for_user(t["owner"], t["org"].pk), **kwargs)
 
 
+@database_sync_to_async
+def change_person(user, password=None, **fields):
+    if password is not None:
+        user.set_password(password)
+    for name, value in fields.items():
+        setattr(user, name, value)
+    user.save()
+
+
 def signed_in(user) -> Client:
     client = Client()
     assert client.login(email=user.email, password=PASSWORD)
@@ -132,20 +141,12 @@ async def test_a_new_password_or_deactivation_closes_the_persons_sockets_a_sign_
     await database_sync_to_async(signed_in)(t["member"])  # signing in elsewhere saves last_login
     assert await client.receive_nothing(timeout=0.5)
 
-    def new_password():
-        t["member"].set_password("another long password 2")
-        t["member"].save()
-
-    await database_sync_to_async(new_password)()
+    await change_person(t["member"], password="another long password 2")
     await assert_revoked(client)
 
     owner = await live(with_session(await database_sync_to_async(signed_in)(t["owner"])))
 
-    def deactivate():
-        t["owner"].is_active = False
-        t["owner"].save()
-
-    await database_sync_to_async(deactivate)()
+    await change_person(t["owner"], is_active=False)
     await assert_revoked(owner)
 
 
