@@ -38,7 +38,7 @@ def _actor_fields(actor) -> dict:
     if actor is None:
         return {"actor_user": None, "actor_label": "system"}
     if getattr(actor, "api_key", None) is not None:
-        return {"actor_user": actor.user if actor.user_id else None, "actor_label": f"api-key:{actor.api_key.prefix}"}
+        return {"actor_user": actor.credited_user, "actor_label": f"api-key:{actor.api_key.prefix}"}
     if getattr(actor, "system", False):
         return {"actor_user": None, "actor_label": "system"}
     user = actor.user

@@ -56,15 +56,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise throttled(exc.message, exc.wait)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        # Programs have no session user; the key's creator stands in for audit fields.
-        return (key.created_by or _KeyUser(key), key)
+        # The key itself is the principal, never its creator: request.user must not hand a program
+        # what the person who made the key may do (tenancy.Actor).
+        return (_KeyUser(key), key)
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
 
 
 class _KeyUser:
-    """Stands in for a key whose creator was deleted: authenticated, no personal rights."""
+    """request.user of a request made with an API key: authenticated, not a person, no personal rights."""
 
     is_authenticated = True
     is_active = True

@@ -98,13 +98,14 @@ def change_role(*, actor: Actor, membership_id, role: str) -> Membership:
 def remove_member(*, actor: Actor, membership_id) -> None:
     """Removes a member (admins), or lets a user leave (their own membership)."""
     membership = get_for_actor(Membership.objects.select_for_update(), actor, membership_id, "view")
-    if membership.user_id != actor.user_id:
+    leaving = actor.owns(membership.user_id)  # a person leaving; never an API key, whoever made it
+    if not leaving:
         actor.require("manage")
         if membership.role == Role.OWNER:
             actor.require("own")
     if membership.role == Role.OWNER and _owner_count(membership.organization_id) <= 1:
         raise ConflictError("The last owner cannot leave; make another member owner first.")
-    audit.record(action="member.left" if membership.user_id == actor.user_id else "member.removed", actor=actor,
+    audit.record(action="member.left" if leaving else "member.removed", actor=actor,
                  target=membership, target_label=membership.user.email, details={"role": membership.role})
     membership.delete()
 
@@ -123,7 +124,7 @@ def invite_member(*, actor: Actor, email: str, role: str = Role.MEMBER) -> tuple
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
         organization_id=actor.organization_id, email=email, role=role, token_hash=hash_secret(token),
-        invited_by=actor.user if actor.user_id else None, expires_at=timezone.now() + INVITATION_TTL,
+        invited_by=actor.credited_user, expires_at=timezone.now() + INVITATION_TTL,
     )
     audit.record(action="invitation.created", actor=actor, target=invitation, target_label=email,
                  details={"role": role})
@@ -173,7 +174,7 @@ def create_api_key(*, actor: Actor, name: str, scope: str = ApiKeyScope.READ) ->
     prefix = ApiKey.PREFIX + secrets.token_hex(4)
     raw = f"{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(organization_id=actor.organization_id, name=name, scope=scope, prefix=prefix,
-                                key_hash=hash_secret(raw), created_by=actor.user if actor.user_id else None)
+                                key_hash=hash_secret(raw), created_by=actor.credited_user)
     audit.record(action="api_key.created", actor=actor, target=key, details={"scope": scope})
     return key, raw
 

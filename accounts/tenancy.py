@@ -32,6 +32,14 @@ SESSION_ORG_KEY = "organization_id"
 
 @dataclass(frozen=True)
 class Actor:
+    """Who acts, for which organization, allowed which actions.
+
+    `user` is the signed-in person and carries that person's own rights ("my" subscriptions and
+    deliveries, leaving an organization, accepting an invitation). An API key acts for its
+    organization with its scope alone, never as the person who made it: its actor has no user, so
+    nothing that asks "is this the caller's own ...?" can ever match a key. `credited_user` names
+    who a record is credited to (created_by, the audit log's actor), never who may do something."""
+
     user: object | None
     organization_id: int | None
     role: str | None = None
@@ -42,6 +50,11 @@ class Actor:
     def can(self, action: str) -> bool:
         return self.organization_id is not None and action in self.actions
 
+    def owns(self, user_id) -> bool:
+        """Whether a row of `user_id` (a subscription, a delivery, a membership) is the caller's own.
+        Only a signed-in person owns anything: a key, a task or a row without a user never matches."""
+        return self.user_id is not None and user_id == self.user_id
+
     def require(self, action: str) -> None:
         if not self.can(action):
             raise PermissionDeniedError(f"Your role or API key scope does not allow '{action}' here.")
@@ -49,6 +62,14 @@ class Actor:
     @property
     def user_id(self):
         return getattr(self.user, "pk", None)
+
+    @property
+    def credited_user(self):
+        """The person a record names as its author: the signed-in user, or the person who made the
+        key (None once they are deleted). For crediting only; rights come from `actions` and `user`."""
+        if self.api_key is not None:
+            return self.api_key.created_by
+        return self.user if self.user_id else None
 
     @property
     def scope(self) -> str | None:
@@ -66,7 +87,8 @@ def actor_for_membership(user, membership: Membership | None) -> Actor:
 
 
 def actor_for_api_key(key: ApiKey) -> Actor:
-    return Actor(user=key.created_by, organization_id=key.organization_id, api_key=key,
+    # user=None: a key never inherits what its creator may do as a person (see Actor).
+    return Actor(user=None, organization_id=key.organization_id, api_key=key,
                  actions=SCOPE_ACTIONS[key.scope])
 
 

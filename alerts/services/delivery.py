@@ -181,8 +181,10 @@ def replay(*, notification: Notification, actor) -> Notification:
     """Sends a logged notification again as a new outbox row with the same payload."""
     from accounts.errors import PermissionDeniedError
 
-    if not (actor.can("manage") or notification.user_id == actor.user_id):
-        raise PermissionDeniedError("You can only replay your own deliveries.")
+    # Replaying sends again (emails, webhooks): your own as a signed-in person, else "manage".
+    if not (actor.can("manage") or actor.owns(notification.user_id)):
+        raise PermissionDeniedError("You can only replay your own deliveries (signed in), or any with an admin "
+                                    "role or API key.")
     now = timezone.now()
     copy = Notification.objects.create(
         organization_id=notification.organization_id, idempotency_key=f"replay:{notification.pk}:{now.timestamp()}",

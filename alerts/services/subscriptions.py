@@ -20,6 +20,7 @@ def owned_by(queryset, actor: Actor):
     the caller's own; actors that may "manage" keep the organization's. REST and GraphQL share it."""
     if actor.can("manage") or actor.system:
         return queryset
+    # Only a signed-in person has rows of their own; a key below "admin" sees none (tenancy.Actor).
     return queryset.filter(user_id=actor.user_id) if actor.user_id else queryset.none()
 
 
@@ -56,10 +57,8 @@ def validate(sub: AlertSubscription) -> None:
 def save_subscription(*, actor: Actor, subscription: AlertSubscription) -> AlertSubscription:
     """Creates (for the caller) or updates a subscription; editing someone else's needs "manage"."""
     if subscription.pk is None:
-        if not actor.user_id:
-            raise PermissionDeniedError("Subscriptions belong to a user; sign in or use a user's API key.")
         subscription.organization_id = actor.organization_id
-        subscription.user_id = subscription.user_id or actor.user_id
+        subscription.user_id = subscription.user_id or _new_subscriber(actor)
     _require_owner(actor, subscription)
     validate(subscription)
     subscription.save()
@@ -78,11 +77,22 @@ def snooze(*, actor: Actor, subscription: AlertSubscription, until: datetime) ->
     return subscription
 
 
+def _new_subscriber(actor: Actor):
+    """Whose a new subscription is: the signed-in person's own; an admin key's (which may manage
+    everyone's) its maker's. Other keys cannot subscribe anyone: a subscription is a person's."""
+    if actor.user_id:
+        return actor.user_id
+    if actor.can("manage") and actor.credited_user is not None:
+        return actor.credited_user.pk
+    raise PermissionDeniedError("Alert subscriptions belong to a person: sign in as them, or use an admin API key.")
+
+
 def _require_owner(actor: Actor, subscription: AlertSubscription) -> None:
     if actor.system or actor.can("manage"):
         return
-    if subscription.user_id != actor.user_id:
-        raise PermissionDeniedError("You can only change your own subscriptions.")
+    if not actor.owns(subscription.user_id):
+        raise PermissionDeniedError("You can only change your own subscriptions; signed in as yourself, "
+                                    "or with an admin API key.")
 
 
 def config_for(sub: AlertSubscription, time_zone: str | None = None) -> Config:

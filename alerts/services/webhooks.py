@@ -23,7 +23,7 @@ def create_endpoint(*, actor: Actor, url: str, description: str = "", enabled: b
     check_destination(url)
     endpoint = WebhookEndpoint.objects.create(organization_id=actor.organization_id, url=url,
                                               description=description, enabled=enabled, secret=signing.new_secret(),
-                                              created_by=actor.user if actor.user_id else None)
+                                              created_by=actor.credited_user)
     audit.record(action="webhook.created", actor=actor, target=endpoint, details={"enabled": enabled})
     return endpoint
 
@@ -76,5 +76,5 @@ def test_send(*, actor: Actor, endpoint: WebhookEndpoint) -> Notification:
     notification = Notification.objects.create(
         organization_id=actor.organization_id, idempotency_key=f"test:{endpoint.pk}:{now.timestamp()}",
         kind=Notification.Kind.TEST, channel=Channel.WEBHOOK, endpoint=endpoint, event_ts=now, due_at=now,
-        user=actor.user if actor.user_id else None)
+        user=actor.credited_user)
     return deliver_now(notification)

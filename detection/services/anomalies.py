@@ -33,7 +33,7 @@ def label_anomaly(*, actor: Actor, anomaly_id, label: str) -> Anomaly:
     """Records a user's label (confirmed / expected / false_alarm / new_trend); the last label wins."""
     anomaly = get_for_actor(Anomaly.objects.all(), actor, anomaly_id, "change")
     anomaly.feedback = label
-    anomaly.feedback_by = actor.user if actor.user_id else None
+    anomaly.feedback_by = actor.credited_user
     anomaly.feedback_at = timezone.now()
     anomaly.save(update_fields=["feedback", "feedback_by", "feedback_at"])
     return anomaly

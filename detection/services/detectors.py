@@ -142,7 +142,7 @@ def request_training(*, actor: Actor, detector: Detector, start: datetime | None
         if active:
             return active
         run = TrainingRun.objects.create(organization_id=detector.organization_id, detector=detector, start=start,
-                                         end=end, requested_by=actor.user if actor.user_id else None)
+                                         end=end, requested_by=actor.credited_user)
         from ..tasks import train_detector
 
         transaction.on_commit(lambda: train_detector.delay(run.pk, run.organization_id))

@@ -90,7 +90,7 @@ def save_rule(*, actor: Actor, data: RuleInput, rule: Rule | None = None) -> Rul
     compile_plan(metrics=data.metrics, kinds=sorted({s.kind for s in series_list}), window_size=data.window_size,
                  step=data.step, round_time=data.round_time)
     creating = rule is None
-    rule = rule or Rule(organization_id=actor.organization_id, created_by=actor.user if actor.user_id else None)
+    rule = rule or Rule(organization_id=actor.organization_id, created_by=actor.credited_user)
     definition = (rule.metrics, rule.window_size, rule.step, rule.round_time, rule.series_id, rule.watchlist_id)
     for field, value in vars(data).items():
         setattr(rule, field, value)

@@ -58,13 +58,19 @@ def test_invalid_subscriptions_are_typed_input_errors(alice_gql, org_b):
     assert not AlertSubscription.objects.exists()
 
 
-def test_an_api_key_manages_the_subscriptions_of_the_user_who_made_it(alice, bob, org_a):
-    subscription_for(org_a, bob)
-    read_key = key_client(alice, org_a, "read")  # a read key cannot "manage": only its maker's rows
-    made = read_key.data('mutation { createAlertSubscription(input: {name: "k"}) { ... on AlertSubscriptionType '
-                         '{ user { email } } } }')["createAlertSubscription"]
+def test_a_key_below_admin_has_no_subscriptions_of_its_own(alice, bob, org_a):
+    """A key never acts as the person who made it: a read key neither sees nor creates its maker's
+    subscriptions; an admin key (which may manage everyone's) creates them for its maker."""
+    subscription_for(org_a, alice)
+    read_key = key_client(alice, org_a, "read")
+    refused = read_key('mutation { createAlertSubscription(input: {name: "k"}) { __typename } }')
+    assert codes(refused) == ["permission_denied"]
+    assert read_key.data("{ alertSubscriptionList { totalCount } }")["alertSubscriptionList"]["totalCount"] == 0
+    admin_key = key_client(alice, org_a, "admin")
+    made = admin_key.data('mutation { createAlertSubscription(input: {name: "k"}) { ... on AlertSubscriptionType '
+                          '{ user { email } } } }')["createAlertSubscription"]
     assert made == {"user": {"email": alice.email}}
-    assert read_key.data("{ alertSubscriptionList { totalCount } }")["alertSubscriptionList"]["totalCount"] == 1
+    assert AlertSubscription.objects.filter(user=alice).count() == 2
 
 
 def test_webhook_secret_is_returned_on_create_and_rotate_only(alice_gql, bob_gql):
