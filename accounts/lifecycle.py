@@ -19,6 +19,7 @@ from django.dispatch import receiver
 
 from .errors import ConflictError
 from .models import AuditEvent, Invitation, Membership, Organization, Role, User
+from .services import lock_owner_sets
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def delete_user(*, user: User) -> dict:
 
     Refuses with ConflictError while the user is the last owner of an organization others still use."""
     user = User.objects.select_for_update().get(pk=user.pk)
+    lock_owner_sets(Membership.objects.filter(user=user, role=Role.OWNER).values_list("organization_id", flat=True))
     blocking = _blocking_orgs(user)
     if blocking:
         raise ConflictError(f"You are the last owner of {', '.join(blocking)}; make another member owner "

@@ -77,11 +77,24 @@ def _owner_count(organization_id: int) -> int:
     return Membership.objects.filter(organization_id=organization_id, role=Role.OWNER).count()
 
 
+def lock_owner_sets(organization_ids) -> None:
+    """Serialises every change to these organizations' sets of owners (demote, remove, leave, delete
+    an account) on the organizations' rows, taken before any membership row and in id order. Locking
+    only the membership changed let two owners demote each other at once: each counted two owners,
+    both committed, none was left. The second now waits, then counts what the first committed.
+    NO KEY UPDATE: rows that merely refer to an organization (points, anomalies) take KEY SHARE and
+    are never held up by it."""
+    ids = sorted({pk for pk in organization_ids if pk is not None})
+    if ids:
+        list(Organization.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values("pk"))
+
+
 @transaction.atomic
 def change_role(*, actor: Actor, membership_id, role: str) -> Membership:
     """Admins change member/viewer/admin roles; only owners grant or take away ownership."""
     if role not in Role.values:
         raise InvalidError(f"Unknown role '{role}'.", details={"role": [f"Choose one of {Role.values}."]})
+    lock_owner_sets([actor.organization_id])
     membership = get_for_actor(Membership.objects.select_for_update(), actor, membership_id, "manage")
     if Role.OWNER in (role, membership.role):
         actor.require("own")
@@ -97,6 +110,7 @@ def change_role(*, actor: Actor, membership_id, role: str) -> Membership:
 @transaction.atomic
 def remove_member(*, actor: Actor, membership_id) -> None:
     """Removes a member (admins), or lets a user leave (their own membership)."""
+    lock_owner_sets([actor.organization_id])
     membership = get_for_actor(Membership.objects.select_for_update(), actor, membership_id, "view")
     leaving = actor.owns(membership.user_id)  # a person leaving; never an API key, whoever made it
     if not leaving:
