@@ -20,6 +20,7 @@ from django.db import connection
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
+from anomalyhub.csv_cells import safe_rows
 from watchlists.models import Series
 from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us
@@ -36,6 +37,11 @@ ANOMALY_COLUMNS = ["id", "symbol", "ts", "source", "rule", "detector", "metric_i
 RULE_COLUMNS = ["id", "name", "metrics", "series", "watchlist", "window_size", "step", "round_time", "severity",
                 "enabled", "created_at", "updated_at"]
 CHUNK_ROWS = 5000
+# Columns we write ourselves as numbers or times; every other column may hold text someone typed
+# (a symbol, a rule's name, a trade id) and goes through anomalyhub.csv_cells in CSV.
+WRITTEN_BY_US = frozenset({"id", "ts", "price", "size", "open", "high", "low", "close", "volume", "value",
+                           "metric_index", "score", "window_size", "step", "round_time", "enabled", "created_at",
+                           "updated_at"})
 
 
 def check_request(dataset: str, file_format: str) -> None:
@@ -112,14 +118,18 @@ def _batched(keys: list[str], rows: Iterator[tuple]) -> Iterator[Batch]:
 
 
 def _csv(columns: list[str], batches: Iterable[Batch], nested: bool) -> Iterator[str]:
-    """CSV text, a chunk per batch; nested values (an anomaly's observed and expected) as JSON text."""
+    """CSV text, a chunk per batch; nested values (an anomaly's observed and expected) as JSON text.
+    Text that a spreadsheet would run as a formula is neutralised (anomalyhub.csv_cells)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180's CRLF: the csv module quotes a field only for the characters of its line terminator,
+    # so with "\n" a CR inside a cell went out unquoted and spreadsheets broke the row there.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
+    text_at = [i for i, column in enumerate(columns) if column not in WRITTEN_BY_US]
     for _, rows in batches:
         if nested:
             rows = [[json.dumps(v) if isinstance(v, (dict, list)) else v for v in row] for row in rows]
-        writer.writerows(rows)
+        writer.writerows(safe_rows(rows, text_at))
         yield _drain(buffer)
     if text := _drain(buffer):  # an empty dataset: the header alone
         yield text

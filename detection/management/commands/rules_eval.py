@@ -8,6 +8,7 @@ import sys
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
+from anomalyhub.csv_cells import safe_cell
 from detection.rules import RuleEngine, RuleSyntaxError, compile_rule
 from detection.rules.timefmt import parse_times
 
@@ -54,7 +55,8 @@ class Command(BaseCommand):
         out = csv.writer(self.stdout, lineterminator="\n")
         out.writerow(["time", *([key_column] if key_column else []), "anomalyType", "anomalyString"])
         for o in RuleEngine(plan).process(batch):
-            out.writerow([fmt.format(o.time), *([o.key] if key_column else []), o.metric_index, o.metric_text])
+            out.writerow([fmt.format(o.time), *([safe_cell(o.key)] if key_column else []), o.metric_index,
+                          safe_cell(o.metric_text)])
 
     def _read(self, path: str) -> tuple[list[str], list[dict]]:
         try:
