@@ -28,8 +28,8 @@ ACTIONS = (
 
 
 def client_ip(request) -> str | None:
-    """The client's address as the server saw it (behind a proxy, REMOTE_ADDR is what the
-    proxy layer set; we never trust a client-supplied X-Forwarded-For here)."""
+    """The client's address: REMOTE_ADDR, which the ASGI edge (anomalyhub.client_address) has set
+    from X-Forwarded-For only where a trusted proxy (TRUSTED_PROXIES) sent it."""
     django_request = getattr(request, "_request", request)
     return getattr(django_request, "META", {}).get("REMOTE_ADDR") or None
 

@@ -220,6 +220,7 @@ _daphne_skips_form_parsing()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.channels_auth import ActorMiddleware  # noqa: E402
+from anomalyhub.client_address import TrustedProxies  # noqa: E402
 from anomalyhub.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -249,10 +250,11 @@ class WriteBufferScope:
 
 
 # Origin checks happen in ActorMiddleware: programs without an Origin header must get through.
-application = ProtocolTypeRouter({
+# TrustedProxies first: every later layer sees the client address it decided.
+application = TrustedProxies(ProtocolTypeRouter({
     "http": http_app,
     "websocket": WriteBufferScope(ActorMiddleware(URLRouter(websocket_urlpatterns))),
-})
+}))
 
 
 def _freeze_startup_objects() -> None:

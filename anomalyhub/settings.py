@@ -305,6 +305,12 @@ if PRODUCTION:
     X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); from
+# anyone else the header changes nothing (anomalyhub.client_address). Empty: the socket's peer is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# DRF's throttles read the client from REMOTE_ADDR, which the ASGI edge has already decided; its
+# default (NUM_PROXIES None) would take X-Forwarded-For from anyone.
+REST_FRAMEWORK["NUM_PROXIES"] = 0
 # Security-sensitive paths must never be cached by intermediaries.
 SESSION_COOKIE_SAMESITE = "Lax"
 

@@ -94,8 +94,10 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
 def process_table(*, listen_fds: list[int], workers: list[tuple[str, int]], beat: bool,
                   schedule_file: str, node_suffix: str, log_level: str) -> list[Child]:
     children = [
+        # No --proxy-headers: daphne would take X-Forwarded-For from anyone. The application
+        # believes it from TRUSTED_PROXIES only (anomalyhub.client_address).
         Child(f"web.{i + 1}", [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0",
-                               "--proxy-headers", "anomalyhub.asgi:application"], pass_fds=(fd,))
+                               "anomalyhub.asgi:application"], pass_fds=(fd,))
         for i, fd in enumerate(listen_fds)
     ]
     for queues, concurrency in workers:
