@@ -255,7 +255,7 @@ USE_TZ = True
 
 # --- Outside services ------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE_IPS = env_bool("WEBHOOK_ALLOW_PRIVATE_IPS", False)
-# Hosts a webhook may reach even when private (tests allow-list 127.0.0.1).
+# Hosts, addresses or networks a webhook may reach even when private (tests allow-list 127.0.0.1).
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 ALPHAVANTAGE_BASE_URL = env_str("ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co")
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
