@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import weakref
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from . import metrics
 from .detectors import ArtifactError
 from .models import Anomaly, DetectionCursor, Detector, DetectorStatus, Rule, RuleState
 from .rules import RuleEngine
+from .rules.alignment import alignment_size
 from .services import detectors as detector_services
 from .services.rules import align, plan_for, series_batch
 from .signals import anomalies_detected
@@ -211,6 +213,7 @@ def _rewind(series_list: list[Series], cursors: dict, rules: dict, states: dict,
         cursor.last_msg_id = (start - 1) * RANK_BITS if start > 0 else -1
         cursor.replay_from_us = lo
         for rule in series_rules:
+            _extend_grid(rule, series, start)
             state = states[(rule.pk, series.pk)]
             state.snapshot, state.snapshot_msg_id, state.last_error = None, -1, ""
         rewound.add(series.pk)
@@ -220,6 +223,21 @@ def _rewind(series_list: list[Series], cursors: dict, rules: dict, states: dict,
         metrics.REWINDS.inc(len(rewound))
         logger.info("late points: series %s replay from before them", sorted(rewound))
     return rewound
+
+
+def _extend_grid(rule: Rule, series: Series, start_us: int) -> None:
+    """Moves a window rule's origin back (by whole periods of its grid, so every window stays
+    where it was) when a replay starts before its first window: the engine ignores rows before
+    that, and late points older than the first point the rule saw need their windows too."""
+    plan = _plan(rule, series)
+    if not plan.has_window or rule.origin_time_ms is None:
+        return
+    earliest_ms = start_us // 1000 - plan.window_size
+    if earliest_ms >= rule.origin_time_ms:
+        return
+    period = math.lcm(alignment_size(plan.precision, plan.step, plan.round_time), plan.step)
+    rule.origin_time_ms -= -(-(rule.origin_time_ms - earliest_ms) // period) * period
+    Rule.objects.filter(pk=rule.pk).update(origin_time_ms=rule.origin_time_ms)
 
 
 def _replay_start(series: Series, rules: list[Rule], late_us: int) -> int:

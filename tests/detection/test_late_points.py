@@ -142,3 +142,26 @@ def test_concurrent_writers_through_the_real_server_store_every_planted_anomaly_
     assert Anomaly.objects.filter(rule=row).count() == len(got)  # the unique key makes this hold by itself
     assert sorted(schedule.spikes - got) == [] and sorted(got - schedule.spikes) == []
     assert sorted(schedule.window_ends - windows) == [] and sorted(windows - schedule.window_ends) == []
+
+
+def test_points_older_than_a_window_rules_first_point_get_their_windows(org_a):
+    series = SeriesFactory(organization=org_a, symbol="old", kind="metric", exchange="", bar_seconds=None)
+    rule = Rule.objects.create(organization=org_a, name="w", series=series, metrics="max(value) > 15",
+                               window_size=300, step=300)  # aligned to 500 ms: the grid repeats every 1.5 s
+    actor = system_actor(org_a.pk)
+
+    def send(start_ms: int, values: list[float]):
+        ts = START_US + (start_ms + 100 * np.arange(len(values), dtype=np.int64)) * 1000
+        services.ingest(actor=actor, batches=[(series, Points("metric", ts, {"value": np.array(values, float)}))])
+        pipeline.run_many([series.pk], org_a.pk)
+
+    # The rule's first point: its windows end at 9,300 + k * 300 ms, on the grid a run over the
+    # whole history (first point at 0) has too.
+    send(9_000, [1] * 30)
+    send(0, [1, 1, 20, 1, 1])  # a backfill before it, with a spike at 200 ms
+    send(12_000, [1] * 5)
+    expected = backtest(actor=actor, rule=rule, start=datetime(2020, 1, 1, tzinfo=UTC),
+                        end=datetime(2021, 1, 1, tzinfo=UTC))
+    want = sorted(a["ts"] for a in expected["anomalies"])
+    got = sorted(a.ts.isoformat() for a in Anomaly.objects.filter(rule=rule))
+    assert len(want) == 1 and got == want
