@@ -237,7 +237,8 @@ def _extend_grid(rule: Rule, series: Series, start_us: int) -> None:
         return
     period = math.lcm(alignment_size(plan.precision, plan.step, plan.round_time), plan.step)
     rule.origin_time_ms -= -(-(rule.origin_time_ms - earliest_ms) // period) * period
-    Rule.objects.filter(pk=rule.pk).update(origin_time_ms=rule.origin_time_ms)
+    # Only ever earlier: another series of a watchlist rule may have moved it further back already.
+    Rule.objects.filter(pk=rule.pk, origin_time_ms__gt=rule.origin_time_ms).update(origin_time_ms=rule.origin_time_ms)
 
 
 def _replay_start(series: Series, rules: list[Rule], late_us: int) -> int:
