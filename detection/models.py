@@ -68,6 +68,10 @@ class DetectionCursor(TenantModel):
 
     series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="detection_cursor")
     last_msg_id = models.BigIntegerField(default=-1)
+    # Set when late points made the stream replay (pipeline._rewind): the replay starts some way
+    # before them with fresh engines, and its outputs before this time (µs UTC) are dropped, as
+    # the first stream already judged those with the full history.
+    replay_from_us = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):

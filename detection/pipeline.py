@@ -13,14 +13,27 @@ and states (prepared statements, one query string); the anomalies, states and cu
 used again only while the stored state is still exactly the snapshot it saved.
 
 Message ids: ts_us * 1024 + rank among equal timestamps. A chunk never splits a timestamp, and
-the next read starts after the last one, so ids only grow. Points that arrive later than the
-cursor (ts <= processed time) are stored and rolled up, but not re-streamed: backtests cover them.
+the next read starts after the last one, so ids only grow.
+
+Late points: the cursor is a time, but batches commit in any order (concurrent clients, retries,
+backfills), so a batch can commit points at or before the time already streamed. Every batch's
+transaction appends its span to watchlists.StoredSpan, which orders by commit what the cursor
+cannot; each chunk takes (deletes) the spans of its series right after locking their cursors,
+before it reads a point. A span starting at or before the cursor rewinds the series (_rewind):
+the cursor goes back far enough before the late points that every window and prev() they touch
+is rebuilt from stored points, the rules' engines start fresh from there, detectors re-warm, and
+the stream replays forward. Replayed outputs before the late points are dropped (the first
+stream judged those with the full history); the rest are inserted as usual, the unique anomaly key
+absorbing the ones already stored. So every stored point is judged, with the state it would have
+had, and every anomaly is stored once. A span taken whose points this chunk cannot see yet (its
+transaction committed between the two statements) only makes a later chunk replay them again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import weakref
 from datetime import UTC, datetime
@@ -28,21 +41,22 @@ from datetime import UTC, datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-from watchlists.models import Series, WatchlistItem
+from watchlists.models import Series, StoredSpan, WatchlistItem
 from watchlists.store import reader
 from watchlists.store.schema import RAW_TABLES
-from watchlists.store.timeconv import to_us
+from watchlists.store.timeconv import from_us, to_us
 from watchlists.store.writer import VALUE_COLUMNS
 
 from . import metrics
 from .detectors import ArtifactError
 from .models import Anomaly, DetectionCursor, Detector, DetectorStatus, Rule, RuleState
 from .rules import RuleEngine
+from .rules.alignment import alignment_size
 from .services import detectors as detector_services
 from .services.rules import align, plan_for, series_batch
 from .signals import anomalies_detected
@@ -68,7 +82,7 @@ def message_ids(ts_us: np.ndarray) -> np.ndarray:
 
 def stale_series() -> list[tuple[int, int]]:
     """(series id, organization id) of series with points newer than their cursor and a rule or a
-    ready detector.
+    ready detector, and of every series with stored spans not taken yet (late points, or a run lost).
 
     PostgreSQL: one statement that compares each series' last point with its cursor first and
     looks for rules and detectors only for those behind (the ORM loop below loaded every series
@@ -86,13 +100,13 @@ def _stale_series_orm() -> list[tuple[int, int]]:
     with_rules = Series.objects.filter(Q(rules__enabled=True) | Q(watchlists__rules__enabled=True)
                                        | Q(detectors__enabled=True, detectors__status=DetectorStatus.READY),
                                        last_point_at__isnull=False).distinct()
-    out = []
+    out = set(StoredSpan.objects.values_list("series_id", "organization_id").distinct())
     for series in with_rules.select_related("detection_cursor"):
         cursor = getattr(series, "detection_cursor", None)
         processed_us = (cursor.last_msg_id // RANK_BITS) if cursor else -1
         if to_us(series.last_point_at) > processed_us:
-            out.append((series.pk, series.organization_id))
-    return out
+            out.add((series.pk, series.organization_id))
+    return sorted(out)
 
 
 def rules_for(series: Series):
@@ -134,16 +148,20 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
     """One chunk of every series given; returns (anomalies written, the series with more to read)."""
     limit = snapshot_interval()
     # Read RANK_BITS extra rows so that a timestamp group at the limit can be completed.
-    series_list, cursors, points, rules, states = _load(series_ids, organization_id, limit + RANK_BITS)
-    active = [s for s in series_list if len(points.get(s.pk, _NO_POINTS)[0])]
-    if not active:
+    series_list, cursors, points, rules, states, late = _load(series_ids, organization_id, limit + RANK_BITS)
+    rewound = _rewind(series_list, cursors, rules, states, late)
+    active = [s for s in series_list if s.pk not in rewound and len(points.get(s.pk, _NO_POINTS)[0])]
+    if not active and not rewound:
         return 0, []
     detectors: dict[int, list[Detector]] = {}
     with_detectors = [s for s in active if cursors[s.pk].has_detector]
     if with_detectors:
         for detector in Detector.objects.filter(series__in=with_detectors, enabled=True, status=DetectorStatus.READY):
             detectors.setdefault(detector.series_id, []).append(detector)
-    anomalies, more, advanced, ran = [], [], [], {}
+    # A rewound series saves its reset states and cursor now and streams again from the next chunk.
+    anomalies, more = [], sorted(rewound)
+    advanced = [cursors[pk] for pk in more]
+    ran = {key: state for key, state in states.items() if key[1] in rewound}
     for series in active:
         ts_us, raw = points[series.pk]
         take = _whole_timestamps(ts_us, limit)
@@ -151,14 +169,19 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
             more.append(series.pk)
         ids = message_ids(ts_us[:take])
         columns = {k: v[:take] for k, v in raw.items()}
+        found = []
         for rule in rules.get(series.pk, []):
             key = (rule.pk, series.pk)
             ran[key] = states[key]
-            anomalies += _run_rule(rule, series, states[key], columns, ids)
+            found += _run_rule(rule, series, states[key], columns, ids)
         for detector in detectors.get(series.pk, []):
-            anomalies += _run_detector(detector, series, ts_us[:take], columns)
+            found += _run_detector(detector, series, ts_us[:take], columns)
         metrics.POINTS_DETECTED.inc(take)
         cursor = cursors[series.pk]
+        if cursor.replay_from_us is not None:
+            floor = from_us(cursor.replay_from_us)
+            found = [a for a in found if a.ts >= floor]
+        anomalies += found
         cursor.last_msg_id = int(ids[-1])
         advanced.append(cursor)
     created = _save(anomalies, ran, advanced)
@@ -170,6 +193,72 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
 
 
 _NO_POINTS = (np.zeros(0, dtype=np.int64), {})
+
+
+def _rewind(series_list: list[Series], cursors: dict, rules: dict, states: dict, late: dict) -> set[int]:
+    """Rewinds every series whose spans taken start at or before its cursor (late points; see
+    the module docstring) and returns their ids: the cursor moves back to _replay_start, the rules'
+    states and the detectors' streaming states are reset (saved with the cursor by the caller),
+    and outputs before the late points are to be dropped (replay_from_us). A series that no rule
+    or detector watches has nothing to replay."""
+    rewound = set()
+    for series in series_list:
+        lo, cursor = late.get(series.pk), cursors[series.pk]
+        if lo is None or cursor.last_msg_id < 0 or lo > cursor.last_msg_id // RANK_BITS:
+            continue
+        series_rules = rules.get(series.pk, [])
+        if not series_rules and not cursor.has_detector:
+            continue
+        start = _replay_start(series, series_rules, lo)
+        cursor.last_msg_id = (start - 1) * RANK_BITS if start > 0 else -1
+        cursor.replay_from_us = lo
+        for rule in series_rules:
+            _extend_grid(rule, series, start)
+            state = states[(rule.pk, series.pk)]
+            state.snapshot, state.snapshot_msg_id, state.last_error = None, -1, ""
+        rewound.add(series.pk)
+    if rewound:
+        # stream_version None: the next chunk warms each model on the points before it, as for a new model.
+        Detector.objects.filter(series_id__in=rewound).update(stream_version=None)
+        metrics.REWINDS.inc(len(rewound))
+        logger.info("late points: series %s replay from before them", sorted(rewound))
+    return rewound
+
+
+def _extend_grid(rule: Rule, series: Series, start_us: int) -> None:
+    """Moves a window rule's origin back (by whole periods of its grid, so every window stays
+    where it was) when a replay starts before its first window: the engine ignores rows before
+    that, and late points older than the first point the rule saw need their windows too."""
+    plan = _plan(rule, series)
+    if not plan.has_window or rule.origin_time_ms is None:
+        return
+    earliest_ms = start_us // 1000 - plan.window_size
+    if earliest_ms >= rule.origin_time_ms:
+        return
+    period = math.lcm(alignment_size(plan.precision, plan.step, plan.round_time), plan.step)
+    rule.origin_time_ms -= -(-(rule.origin_time_ms - earliest_ms) // period) * period
+    # Only ever earlier: another series of a watchlist rule may have moved it further back already.
+    Rule.objects.filter(pk=rule.pk, origin_time_ms__gt=rule.origin_time_ms).update(origin_time_ms=rule.origin_time_ms)
+
+
+def _replay_start(series: Series, rules: list[Rule], late_us: int) -> int:
+    """Where a replay for points from `late_us` starts (µs): early enough that fresh engines rebuild
+    everything the late points touch. A window containing them ends at most window_size after
+    them, and a row compares with the latest window ended before it (up to a step earlier), so
+    window_size + step before; and prev() needs as many stored points before them as it nests
+    (at most the plan's prev() calls). Detectors warm on the points before the replay by
+    themselves."""
+    start, depth = late_us, 0
+    for rule in rules:
+        plan = _plan(rule, series)
+        if plan.has_window:
+            start = min(start, late_us - (plan.window_size + plan.step) * 1000)  # plans count ms
+        depth = max(depth, len(plan.prevs))
+    if depth:
+        before = reader.read_raw_before(series.pk, series.kind, late_us, depth)
+        if len(before["ts"]):
+            start = min(start, int(before["ts"][0]))
+    return start
 
 
 def _announce(organization_id: int, anomalies: list[Anomaly], created: list[Anomaly]) -> None:
@@ -221,7 +310,7 @@ def _create_cursors(series_ids: list[int], organization_id: int) -> bool:
 _SERIES_FIELDS = [f.attname for f in Series._meta.concrete_fields]
 _RULE_FIELDS = [f.attname for f in Rule._meta.concrete_fields]
 _STATE_FIELDS = [f.attname for f in RuleState._meta.concrete_fields]
-_CURSOR_FIELDS = ["id", "series_id", "organization_id", "last_msg_id", "updated_at"]
+_CURSOR_FIELDS = ["id", "series_id", "organization_id", "last_msg_id", "replay_from_us", "updated_at"]
 # Sorted so that statement results come back in a known order.
 _KINDS = sorted(VALUE_COLUMNS)
 
@@ -287,15 +376,21 @@ _READS = {kind: (f"SELECT c.series_id, (extract(epoch from t.ts) * 1000000)::big
                  f"WHERE series_id = c.series_id AND ts >= {_AFTER} AND ts < {_BEFORE} ORDER BY ts LIMIT $3) t "
                  f"WHERE {_WANTED} ORDER BY c.series_id, t.ts")
           for kind in _KINDS}
+_SPANS = StoredSpan._meta.db_table
+# Series with spans not taken yet are stale whatever their rules: the run takes the spans.
 _STALE = ("WITH behind AS MATERIALIZED (SELECT s.id, s.organization_id FROM watchlists_series s "
           "LEFT JOIN detection_detectioncursor c ON c.series_id = s.id "
           f"WHERE s.last_point_at IS NOT NULL AND (c.id IS NULL OR s.last_point_at >= {_AFTER})) "
+          f"SELECT DISTINCT series_id, organization_id FROM {_SPANS} UNION "
           "SELECT b.id, b.organization_id FROM behind b "
           "WHERE EXISTS (SELECT 1 FROM detection_rule r WHERE r.series_id = b.id AND r.enabled) "
           "OR EXISTS (SELECT 1 FROM watchlists_watchlistitem i JOIN detection_rule r ON r.watchlist_id = i.watchlist_id "
           "WHERE i.series_id = b.id AND r.enabled) "
           "OR EXISTS (SELECT 1 FROM detection_detector d WHERE d.series_id = b.id AND d.enabled "
-          f"AND d.status = '{DetectorStatus.READY.value}') ORDER BY b.id")
+          f"AND d.status = '{DetectorStatus.READY.value}') ORDER BY 1")
+# The spans committed for the locked series, taken: the earliest start of each.
+_TAKE = (f"WITH taken AS (DELETE FROM {_SPANS} p USING detection_detectioncursor c WHERE p.series_id = c.series_id "
+         f"AND {_WANTED} RETURNING p.series_id, p.start_us) SELECT series_id, min(start_us) FROM taken GROUP BY 1")
 _RULES = (f"SELECT t.sid, {', '.join(f'r.{c}' for c in _RULE_FIELDS)}, "
           f"{', '.join(f's.{c}' for c in _STATE_FIELDS)} FROM ("
           "SELECT id AS rid, series_id AS sid FROM detection_rule "
@@ -311,29 +406,32 @@ _SAVE = ("WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(id bigint, snapsh
          "stats jsonb, error text)), "
          "states AS (UPDATE detection_rulestate s SET snapshot = decode(v.snapshot, 'hex'), snapshot_msg_id = v.msg, "
          "snapshot_at = $2, stats = v.stats, last_error = v.error FROM v WHERE s.id = v.id) "
-         "UPDATE detection_detectioncursor c SET last_msg_id = v.msg, updated_at = $2 "
-         "FROM unnest($3::bigint[], $4::bigint[]) AS v(id, msg) WHERE c.id = v.id")
+         "UPDATE detection_detectioncursor c SET last_msg_id = v.msg, replay_from_us = v.replay, updated_at = $2 "
+         "FROM unnest($3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, msg, replay) WHERE c.id = v.id")
 _SQL = _Prepared("ah_detect_", {
     "lock": ("bigint[], bigint", _LOCK),
+    "take": ("bigint[], bigint", _TAKE),
     **{f"read_{kind}": ("bigint[], bigint, bigint", sql) for kind, sql in _READS.items()},
     "rules": ("bigint[], bigint", _RULES),
-    "save": ("jsonb, timestamptz, bigint[], bigint[]", _SAVE),
+    "save": ("jsonb, timestamptz, bigint[], bigint[], bigint[]", _SAVE),
 })
 
 
 def _int_array(values) -> str:
     """A bigint[] literal: one string parameter instead of a list the driver adapts item by item."""
-    return "{" + ",".join(str(int(v)) for v in values) + "}"
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
 def _load_pg(series_ids: list[int], organization_id: int, limit: int) -> tuple:
     ids = _int_array(series_ids)
     alias = connection.alias
     with connection.cursor() as cursor:
-        cursor.execute(*_SQL.sql(cursor, [("lock", [ids, organization_id]),
+        cursor.execute(*_SQL.sql(cursor, [("lock", [ids, organization_id]), ("take", [ids, organization_id]),
                                           *((f"read_{kind}", [ids, organization_id, limit]) for kind in _KINDS),
                                           ("rules", [ids, organization_id])]))
         locked = cursor.fetchall()
+        cursor.nextset()
+        late = dict(cursor.fetchall())
         reads = []
         for _ in _KINDS:
             cursor.nextset()
@@ -352,7 +450,7 @@ def _load_pg(series_ids: list[int], organization_id: int, limit: int) -> tuple:
     for kind, rows in zip(_KINDS, reads, strict=True):
         points |= _points(rows, VALUE_COLUMNS[kind])
     rules, states = _rules_and_states(rule_rows, cursors, organization_id)
-    return series_list, cursors, points, rules, states
+    return series_list, cursors, points, rules, states, late
 
 
 def _points(rows: list[tuple], columns: list[str]) -> dict:
@@ -406,6 +504,9 @@ def _load_orm(series_ids: list[int], organization_id: int, limit: int) -> tuple:
     if missing and _create_cursors(missing, organization_id):
         cursors |= {c.series_id: c for c in locked(missing)}
     series_list = [cursors[i].series for i in sorted(cursors)]
+    spans = StoredSpan.objects.filter(organization_id=organization_id, series_id__in=list(cursors))
+    late = dict(spans.values("series_id").annotate(lo=Min("start_us")).values_list("series_id", "lo"))
+    spans.delete()
     points = {}
     for s in series_list:
         last = cursors[s.pk].last_msg_id
@@ -416,7 +517,7 @@ def _load_orm(series_ids: list[int], organization_id: int, limit: int) -> tuple:
         series_id__in={sid for _, sid in pairs}, rule_id__in={rid for rid, _ in pairs})} if pairs else {}
     states = {key: found.get(key) or RuleState(rule_id=key[0], series_id=key[1], organization_id=organization_id)
               for key in pairs}
-    return series_list, cursors, points, rules, states
+    return series_list, cursors, points, rules, states, late
 
 
 def _rules_by_series(series_list: list[Series], organization_id: int) -> dict[int, list[Rule]]:
@@ -462,13 +563,14 @@ def _save(anomalies: list[Anomaly], states: dict[tuple[int, int], RuleState],
         created = _insert_anomalies_orm(anomalies)
         if old:
             RuleState.objects.bulk_update(old, STATE_FIELDS)
-        DetectionCursor.objects.bulk_update(cursors, ["last_msg_id", "updated_at"])
+        DetectionCursor.objects.bulk_update(cursors, ["last_msg_id", "replay_from_us", "updated_at"])
         return created
     payload = json.dumps([{"id": st.pk, "snapshot": None if st.snapshot is None else bytes(st.snapshot).hex(),
                            "msg": st.snapshot_msg_id, "stats": st.stats, "error": st.last_error} for st in old])
     with connection.cursor() as cursor:
         sql, params = _SQL.sql(cursor, [("save", [payload, now, _int_array(c.pk for c in cursors),
-                                                  _int_array(c.last_msg_id for c in cursors)])])
+                                                  _int_array(c.last_msg_id for c in cursors),
+                                                  _int_array(c.replay_from_us for c in cursors)])])
         if anomalies:
             insert_sql, insert_params = _insert_anomalies_sql(anomalies)
             sql, params = f"{insert_sql}; {sql}", [*insert_params, *params]

@@ -1,11 +1,11 @@
 """RollupBacklog: the spans of stored points whose rollups are not refreshed yet, durable in the
-database. Ingest widens them in the transaction that stores the points (services), the rollup
+database; StoredSpan: every committed batch's spans, for detection. Ingest widens them in the transaction that stores the points (services), the rollup
 refresh and sweep take them (tasks)."""
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import RollupBacklog, Series
+from .models import RollupBacklog, Series, StoredSpan
 
 
 def backlog_statements(organization_id: int, spans: dict[int, tuple[int, int]]) -> list[tuple[str, list]]:
@@ -29,6 +29,21 @@ def backlog_statements(organization_id: int, spans: dict[int, tuple[int, int]]) 
              f"ON CONFLICT (series_id) DO UPDATE SET start_us = MIN({table}.start_us, excluded.start_us), "
              f"end_us = MAX({table}.end_us, excluded.end_us), updated_at = excluded.updated_at",
              [lo, hi, now, series_id, organization_id]) for series_id, lo, hi in rows]
+
+
+def span_statements(organization_id: int, spans: dict[int, tuple[int, int]]) -> list[tuple[str, list]]:
+    """(SQL, parameters) appending each series' StoredSpan row for the batch: plain INSERTs, which
+    no other writer or reader waits on. PostgreSQL: one statement; SQLite: one per series."""
+    table, series_table = StoredSpan._meta.db_table, Series._meta.db_table
+    rows = sorted((series_id, lo, hi) for series_id, (lo, hi) in spans.items())
+    if connection.vendor == "postgresql":
+        return [(f"INSERT INTO {table} (organization_id, series_id, start_us, end_us) SELECT s.organization_id, "
+                 "s.id, v.lo, v.hi FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, lo, hi) "
+                 f"JOIN {series_table} s ON s.id = v.id AND s.organization_id = %s",
+                 [*(list(column) for column in zip(*rows, strict=True)), organization_id])]
+    return [(f"INSERT INTO {table} (organization_id, series_id, start_us, end_us) "
+             f"SELECT organization_id, id, %s, %s FROM {series_table} WHERE id = %s AND organization_id = %s",
+             [lo, hi, series_id, organization_id]) for series_id, lo, hi in rows]
 
 
 def take_backlog(organization_id: int, series_ids) -> dict[int, tuple[int, int]]:

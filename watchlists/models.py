@@ -99,3 +99,23 @@ class RollupBacklog(TenantModel):
 
     def __str__(self):
         return f"{self.series_id}:[{self.start_us}, {self.end_us}]"
+
+
+class StoredSpan(TenantModel):
+    """One committed batch's span of a series' points (first and last time, µs UTC), written in
+    the transaction that stores them: the store's durable change feed, in commit order by nature
+    (a row exists exactly when its points are committed). Detection takes (deletes) the rows of a
+    series in the chunk transaction that streams it, and a span that starts at or before what it
+    has already streamed makes it replay from there (detection.pipeline): points committed late,
+    behind newer ones, are still detected. Append-only, so concurrent batches never wait on each
+    other or on detection for it."""
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+", db_index=False)
+    start_us = models.BigIntegerField()
+    end_us = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["series", "start_us"], name="storedspan_series")]
+
+    def __str__(self):
+        return f"{self.series_id}:[{self.start_us}, {self.end_us}]"

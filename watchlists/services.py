@@ -16,7 +16,7 @@ from accounts.tenancy import Actor
 from anomalyhub.localcache import TTLCache
 
 from . import calendars, live, metrics
-from .backlog import backlog_statements
+from .backlog import backlog_statements, span_statements
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
 from .signals import batch_stored, points_stored
@@ -254,7 +254,9 @@ def _advance_last_points(organization_id: int, announced) -> None:
     """Moves every series' last_point_at forward in one statement (one round trip per batch, not
     per series); in id order, so concurrent batches lock the rows in the same order. With it, in
     the same transaction, each series' span is added to its RollupBacklog row: what the rollups
-    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (backlog.take_backlog).
+    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (backlog.take_backlog),
+    and a StoredSpan row is appended: detection's record of what this transaction committed, so
+    that points committed behind ones it has already streamed are still detected.
 
     The row locks also check that every series is still what its points were parsed and named for
     (symbol, kind, exchange: its time zone): a series looked up from a cache (series_by_symbol)
@@ -263,17 +265,18 @@ def _advance_last_points(organization_id: int, announced) -> None:
     spans = _spans(announced)
     series_by_id = {series.pk: series for series, *_ in announced}
     rows = [(pk, from_us(spans[pk][1]), s.kind, s.symbol, s.exchange) for pk, s in sorted(series_by_id.items())]
-    backlog = backlog_statements(organization_id, spans)
+    backlog = [*backlog_statements(organization_id, spans), *span_statements(organization_id, spans)]
     if connection.vendor == "postgresql":
-        # The rollup backlog goes in the same query string: no round trip more for the batch.
-        (backlog_sql, backlog_params), = backlog
+        # The rollup backlog and the stored spans go in the same query string: no round trip more
+        # for the batch.
+        (backlog_sql, backlog_params), (span_sql, span_params) = backlog
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
                            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
                            "AS v(id, t, kind, symbol, exchange) WHERE s.id = v.id AND s.organization_id = %s "
                            "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id; "
-                           f"{backlog_sql}",
-                           [*map(list, zip(*rows, strict=True)), organization_id, *backlog_params])
+                           f"{backlog_sql}; {span_sql}",
+                           [*map(list, zip(*rows, strict=True)), organization_id, *backlog_params, *span_params])
             found = {row[0] for row in cursor.fetchall()}
     else:
         with connection.cursor() as cursor:
