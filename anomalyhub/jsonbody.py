@@ -15,7 +15,9 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-_OPEN, _CLOSE = np.frombuffer(b"[{", dtype=np.uint8), np.frombuffer(b"]}", dtype=np.uint8)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
 
 
 class JSONBodyError(ValueError):
@@ -44,12 +46,12 @@ def loads(body: bytes | str, *, parse_constant=None):
 
 
 def _bracket_depth(data: bytes) -> int:
-    """An upper bound of the nesting depth, from the brackets alone (numpy: ~1 ms a megabyte)."""
-    if not data:
-        return 0
-    buf = np.frombuffer(data, dtype=np.uint8)
-    step = np.isin(buf, _OPEN).astype(np.int32) - np.isin(buf, _CLOSE).astype(np.int32)
-    return int(np.cumsum(step).max(initial=0))
+    """An upper bound of the nesting depth, from the brackets alone: bytes.translate keeps only
+    them (C speed), numpy sums the rest. A body of 1,000 points: ~0.06 ms, a quarter of orjson's."""
+    brackets = data.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= max_depth():
+        return len(brackets)
+    return int(np.cumsum(_STEP[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int32).max(initial=0))
 
 
 def _check_parsed_depth(data: bytes, limit: int) -> None:

@@ -9,7 +9,6 @@ within 1 s."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
