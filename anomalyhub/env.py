@@ -2,6 +2,7 @@
 
 import math
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +35,16 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_datetime(name: str, default: str) -> datetime:
+    """An ISO-8601 time; without an offset it is UTC."""
+    raw = os.environ.get(name) or default
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an ISO-8601 time such as 1970-01-01T00:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from cross_web import HTTPException  # strawberry's own HTTP error type (a locked dependency of it)
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -29,6 +30,7 @@ from accounts.authentication import key_from_header
 from accounts.socket_access import REVOKED, AccessBoundConsumer, socket_actor
 from accounts.tenancy import ANONYMOUS, Actor, actor_for_request
 
+from .jsonbody import JSONBodyError, loads
 from .schema import schema
 
 
@@ -80,6 +82,13 @@ class AnomalyHubGraphQLView(GraphQLView):
             return _refusal(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the "
                                                 "X-CSRFToken header, or use an API key.")
         return _as_json_error(super().dispatch(request, *args, **kwargs))
+
+    def decode_json(self, data: str | bytes) -> object:
+        # The bounded reader of every JSON body: deep nesting is a 400, not a RecursionError.
+        try:
+            return loads(data)
+        except JSONBodyError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     def get_context(self, request, response) -> GraphQLContext:
         return GraphQLContext(request=request, response=response, actor=actor_for_request(request))

@@ -1,11 +1,23 @@
+from django.conf import settings
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
 
 class Pagination(LimitOffsetPagination):
-    """limit/offset, with a stated maximum: asking for more is capped and the response says so."""
+    """limit/offset, with a stated maximum: asking for more is capped and the response says so.
+    An offset past API_MAX_OFFSET is refused (400): the database reads every row it skips, and one
+    beyond bigint was a 500."""
 
     default_limit = 50
     max_limit = 1000
+
+    def get_offset(self, request):
+        offset = super().get_offset(request)
+        deepest = getattr(settings, "API_MAX_OFFSET", 1_000_000)
+        if offset > deepest:
+            raise ValidationError({self.offset_query_param: [
+                f"At most {deepest}; narrow the list with its filters (e.g. a time range) to reach older items."]})
+        return offset
 
     def paginate_queryset(self, queryset, request, view=None):
         """DRF's, except that the page is read first: a page shorter than the limit (the common case

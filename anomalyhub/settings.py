@@ -11,7 +11,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_secret, env_str, usable_cores
+from .env import env_bool, env_datetime, env_int, env_list, env_secret, env_str, usable_cores
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -225,6 +225,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "anomalyhub.pagination.Pagination",
+    # One bounded JSON reader for every body (anomalyhub/jsonbody.py); DRF's others as they are.
+    "DEFAULT_PARSER_CLASSES": ["anomalyhub.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "anomalyhub.errors.exception_handler",
@@ -271,6 +274,18 @@ DETECTION_SNAPSHOT_INTERVAL = env_int("DETECTION_SNAPSHOT_INTERVAL", 10_000)
 # transaction mode (PgBouncer), where a session's transactions move between server connections.
 DETECTION_PREPARED_STATEMENTS = env_bool("DETECTION_PREPARED_STATEMENTS", True)
 INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
+# Bounds on what one request may make the service do, checked before the work (docs/security.md,
+# "Limits"). Nesting of any JSON body (REST, GraphQL, sign-in): deeper is a 400, never a RecursionError.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
+# Columns of a CSV body or file, counted on its header line before anything parses it.
+INGEST_MAX_CSV_COLUMNS = env_int("INGEST_MAX_CSV_COLUMNS", 64)
+# Times a point may carry: from INGEST_EARLIEST (or the series' history_from) to this far ahead of now.
+INGEST_EARLIEST = env_datetime("INGEST_EARLIEST", "1970-01-01T00:00:00Z")
+INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 86_400)
+# Time partitions one ingest batch may create (each one is DDL: ticks monthly, bars and metrics yearly).
+INGEST_MAX_NEW_PARTITIONS = env_int("INGEST_MAX_NEW_PARTITIONS", 24)
+# The deepest `offset` a REST list accepts (an offset is a scan of that many rows); filter to go further.
+API_MAX_OFFSET = env_int("API_MAX_OFFSET", 1_000_000)
 # A webhook is disabled (and its owner told) after this many consecutive failed deliveries.
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
 # Threads serving HTTP requests in one ASGI process (anomalyhub/asgi.py); each holds a DB connection.

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,15 @@ class ImportReport:
 
 
 def open_file(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    """The file, its header checked (ingest.check_csv_header) before anything reads a line of it."""
+    fh = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    try:
+        ingest.check_csv_header(fh.read(ingest.max_csv_columns() * ingest.HEADER_BYTES_PER_COLUMN + 2))
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
 
 
 def read_header(path: Path) -> list[str]:
@@ -80,19 +89,25 @@ def _parse(series: Series, tz: str, header: bytes, body: bytes, first_row: int):
     key = f"csv:{series.pk}:{hashlib.sha256(body).hexdigest()}"
     if IngestBatch.objects.filter(organization_id=series.organization_id, key=key).exists():
         return key, None, first_row
-    try:
+    with _file_lines(first_row):
         points = _fast_points(series.kind, tz, header, body)
         if points is None:
             points = ingest.validate(_read_frame(header, body, first_row), series.kind, tz)
         if connection.vendor == "postgresql":
             encode_ahead(series.organization_id, series.pk, points)
+    return key, points, first_row
+
+
+@contextmanager
+def _file_lines(first_row: int):
+    """Errors of a chunk name file line numbers too, not only chunk rows: line 1 is the header."""
+    try:
+        yield
     except ingest.BatchInvalid as exc:
-        # Report file line numbers, not chunk rows: line 1 is the header.
         for err in exc.details.get("errors", []):
             if err["row"]:
                 err["line"] = err["row"] + first_row
         raise
-    return key, points, first_row
 
 
 def _read_frame(header: bytes, body: bytes, first_row: int) -> pd.DataFrame:
@@ -156,13 +171,15 @@ def import_csv(*, actor: Actor, series: Series, path: Path, progress: Callable[[
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = _submit_next(pool, chunks, series, tz)
         while pending is not None:
-            key, points, _ = pending.result()
+            key, points, first_row = pending.result()
             pending = _submit_next(pool, chunks, series, tz)  # parse ahead while this chunk is written
             report.chunks += 1
             if points is None:
                 report.skipped_chunks += 1
                 continue
-            (result,) = services.ingest(actor=actor, batches=[(series, points)], idempotency_key=key, max_rows=None)
+            with _file_lines(first_row):
+                (result,) = services.ingest(actor=actor, batches=[(series, points)], idempotency_key=key,
+                                            max_rows=None, max_new_partitions=None)
             report.rows += result.received
             report.stored += result.stored
             if result.stored:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 
 from accounts.errors import InvalidError
 
@@ -22,6 +23,7 @@ IGNORED_COLUMNS = {"trade": {"exchange", "condition", "conditions", "suspicious"
                    "bar": {"trade_count", "vwap", "transactions"}, "metric": set()}
 OPTIONAL_COLUMNS = {"trade": {"trade_id", "id"}, "bar": set(), "metric": set()}
 MAX_ERRORS_LISTED = 100
+_FAR_US = 2**62  # µs, ~146,000 years: far outside any accepted range, still inside int64
 
 
 class BatchInvalid(InvalidError):
@@ -51,7 +53,46 @@ def frame_from_json(rows) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
 
 
+def max_csv_columns() -> int:
+    return getattr(settings, "INGEST_MAX_CSV_COLUMNS", 64)
+
+
+# A header's bytes per column, at most: a header longer than columns x this is refused unread.
+HEADER_BYTES_PER_COLUMN = 256
+
+
+def check_csv_header(head: bytes) -> None:
+    """Refuses a CSV whose header (its first record) has more than INGEST_MAX_CSV_COLUMNS columns,
+    from the header alone: pandas' cost grows with columns (a header of 300,000 columns alone took
+    34 s of CPU and 880 MB). `head`: the first bytes of the body or file (more is not read)."""
+    limit = max_csv_columns()
+    budget = limit * HEADER_BYTES_PER_COLUMN
+    columns, ended = _header_columns(head[:budget + 2])
+    if columns > limit or (not ended and len(head) > budget):
+        found = f"{columns} columns" if ended else f"a header longer than {budget} bytes"
+        raise BatchInvalid(f"The CSV has {found}; at most {limit} columns are accepted (a time column and the "
+                           "series' value columns). Remove the other columns.",
+                           details={"errors": [_error(0, "", f"more than {limit} columns")], "total_errors": 1,
+                                    "limit_columns": limit}, code="too_many_columns")
+
+
+def _header_columns(head: bytes) -> tuple[int, bool]:
+    """(fields, whether the record ended) of the first CSV record of `head`: commas outside quotes
+    up to the first line break outside quotes (quotes may hold both). Bounded by the caller."""
+    quoted, fields = False, 1
+    for byte in head:
+        if byte == 34:  # "
+            quoted = not quoted  # an escaped "" toggles twice
+        elif not quoted and byte == 44:  # ,
+            fields += 1
+        elif not quoted and byte in (10, 13):
+            return fields, True
+    return fields, False
+
+
 def frame_from_csv(text: str | bytes) -> pd.DataFrame:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    check_csv_header(data[:max_csv_columns() * HEADER_BYTES_PER_COLUMN + 2])
     try:
         data = io.BytesIO(text) if isinstance(text, bytes) else io.StringIO(text)
         return pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -73,9 +114,13 @@ def parse_times(column: pd.Series, tz: str) -> np.ndarray:
     """ISO-8601 strings (with offset, or naive = the series' zone) or epoch milliseconds -> µs UTC.
 
     Unparsable entries become the int64 minimum, for the caller to report."""
+    if pd.api.types.is_bool_dtype(column):
+        return np.full(len(column), np.iinfo(np.int64).min, dtype=np.int64)  # true is not a time
     if pd.api.types.is_numeric_dtype(column):
         ms = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-        out = np.where(np.isfinite(ms), np.round(ms * 1000), np.nan)
+        # Beyond int64 µs (~year 294,000) the cast would wrap: such times are kept out of range, for
+        # services.ingest to refuse with the range it accepts.
+        out = np.clip(np.where(np.isfinite(ms), np.round(ms * 1000), np.nan), -_FAR_US, _FAR_US)
         return np.where(np.isnan(out), np.iinfo(np.int64).min, out).astype(np.int64)
     fast = _fast_string_times(column)
     if fast is not None:
@@ -87,9 +132,11 @@ def parse_times(column: pd.Series, tz: str) -> np.ndarray:
         # nonexistent local times are errors rather than guesses.
         parsed = parsed.dt.tz_localize(ZoneInfo(tz), ambiguous="NaT", nonexistent="NaT")
     parsed = parsed.dt.tz_convert("UTC")
-    ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64, copy=False)
+    # In µs, not ns: pandas keeps 0001..9999 in µs, and a cast to ns wrapped them silently (9999-12-31
+    # was stored as 1816-03-29).
+    us = parsed.to_numpy(dtype="datetime64[us]").astype(np.int64, copy=False)
     valid = ~parsed.isna().to_numpy()
-    return np.where(valid, ns // 1000, np.iinfo(np.int64).min)
+    return np.where(valid, us, np.iinfo(np.int64).min)
 
 
 def _fast_string_times(column: pd.Series) -> np.ndarray | None:
@@ -114,8 +161,8 @@ def _frame_times(column: pd.Series, tz: str) -> np.ndarray:
     except (ValueError, TypeError):
         # Mixed offsets in one column make the fast path bail out; parse each with its own offset.
         parsed = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601", utc=True)
-        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        return np.where(parsed.isna(), np.iinfo(np.int64).min, ns // 1000)
+        us = parsed.to_numpy(dtype="datetime64[us]").astype(np.int64)
+        return np.where(parsed.isna(), np.iinfo(np.int64).min, us)
 
 
 def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC", *,
@@ -150,7 +197,10 @@ def validate(frame: pd.DataFrame, kind: str, tz: str = "UTC", *,
     values = {}
     for col in VALUE_COLUMNS[kind]:
         raw = frame[col]
-        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        if pd.api.types.is_bool_dtype(raw):
+            # A column of JSON booleans only: not numbers (pandas would read true as 1).
+            raw = raw.astype(object).map(lambda x: "bool")
+        if pd.api.types.is_numeric_dtype(raw):
             # Already parsed as numbers (the CSV fast path): only true NaNs can be blank.
             numeric = raw.to_numpy(dtype=np.float64)
             is_blank = raw.isna().to_numpy()
@@ -259,7 +309,8 @@ def _dedupe_replaceable(points: Points) -> Points:
     keep = order[last]
     if len(keep) == len(points.ts):
         return points
-    return Points(points.kind, points.ts[keep], {c: v[keep] for c, v in points.values.items()})
+    rows = (points.rows if points.rows is not None else np.arange(1, len(points.ts) + 1))[keep]
+    return Points(points.kind, points.ts[keep], {c: v[keep] for c, v in points.values.items()}, rows=rows)
 
 
 # --- fast path for bulk CSV: fixed-width ISO-8601 times with an explicit offset ------------------

@@ -23,6 +23,9 @@ class Series(TenantModel):
     bar_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_point_at = models.DateTimeField(null=True, blank=True)
+    # The earliest time this series accepts points for, when older than INGEST_EARLIEST (1970 by
+    # default): history is opt-in per series, since every month or year of it is a partition.
+    history_from = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "symbol"], name="uniq_series_symbol")]

@@ -15,13 +15,13 @@ from accounts.errors import InvalidError
 from accounts.tenancy import Actor
 from anomalyhub.localcache import TTLCache
 
-from . import calendars, live, metrics
+from . import calendars, live, metrics, timerange
 from .backlog import backlog_statements, span_statements
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
 from .signals import batch_stored, points_stored
 from .store import reader
-from .store.partitions import ensure_partitions
+from .store.partitions import create_partitions, missing_partitions
 from .store.rollups import RESOLUTIONS
 from .store.schema import RAW_TABLES
 from .store.timeconv import from_us
@@ -47,9 +47,10 @@ def _check_series_fields(kind: str, exchange: str) -> None:
 
 
 def create_series(*, actor: Actor, symbol: str, kind: str = SeriesKind.BAR, exchange: str = "",
-                  name: str = "", bar_seconds: int | None = None) -> Series:
+                  name: str = "", bar_seconds: int | None = None, history_from=None) -> Series:
     """Creates a series in the actor's organization; symbols are unique per organization."""
     actor.require("change")
+    history_from = timerange.check_history_from(history_from)
     symbol = (symbol or "").strip()
     if not symbol:
         raise InvalidError("A series needs a symbol.", details={"symbol": ["This field is required."]})
@@ -58,7 +59,8 @@ def create_series(*, actor: Actor, symbol: str, kind: str = SeriesKind.BAR, exch
     try:
         with transaction.atomic():
             return Series.objects.create(organization_id=actor.organization_id, symbol=symbol, kind=kind,
-                                         exchange=exchange, name=name, bar_seconds=bar_seconds)
+                                         exchange=exchange, name=name, bar_seconds=bar_seconds,
+                                         history_from=history_from)
     except IntegrityError:
         raise SeriesConflict(f"A series with symbol '{symbol}' already exists.") from None
 
@@ -68,6 +70,8 @@ def update_series(*, actor: Actor, series: Series, **fields) -> Series:
     if "kind" in fields and fields["kind"] != series.kind and series.last_point_at is not None:
         raise InvalidError("The kind of a series with stored points cannot change; create a new series.",
                            details={"kind": ["Series already has points."]})
+    if "history_from" in fields:
+        fields["history_from"] = timerange.check_history_from(fields["history_from"])
     for name, value in fields.items():
         setattr(series, name, value.strip().upper() if name == "exchange" else value)
     _check_series_fields(series.kind, series.exchange)
@@ -188,13 +192,14 @@ class IngestResult:
 
 
 def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_key: str | None = None,
-           max_rows: int | None = -1) -> list[IngestResult]:
+           max_rows: int | None = -1, max_new_partitions: int | None = -1) -> list[IngestResult]:
     """Stores validated batches for one or more series atomically: all or nothing.
 
     Idempotent by `idempotency_key` (per organization): a key seen before stores nothing and
     answers duplicate=True. Bars and metrics are also idempotent by (series, ts) on their own.
     Detection is notified (points_stored) after commit. max_rows: -1 = the request limit
-    (INGEST_MAX_BATCH_ROWS), None = no limit (bulk imports chunk by themselves)."""
+    (INGEST_MAX_BATCH_ROWS), None = no limit (bulk imports chunk by themselves). max_new_partitions:
+    -1 = INGEST_MAX_NEW_PARTITIONS, None = no limit (the operator's import_csv)."""
     actor.require("ingest")
     limit = max_batch_rows() if max_rows == -1 else max_rows
     total = sum(len(p) for _, p in batches)
@@ -206,13 +211,12 @@ def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_ke
             raise UnknownSymbol("Unknown series.")
         if points.kind != series.kind:
             raise InvalidError(f"Series {series.symbol} holds {series.kind} points, not {points.kind}.")
+        timerange.check_times(series, points)
     if idempotency_key and IngestBatch.objects.filter(organization_id=actor.organization_id,
                                                       key=idempotency_key).exists():
         metrics.BATCHES.labels("duplicate").inc()
         return [IngestResult(s.pk, len(p), 0, duplicate=True) for s, p in batches]
-    for series, points in batches:
-        if len(points):
-            ensure_partitions(RAW_TABLES[series.kind], from_us(points.ts.min()), from_us(points.ts.max()))
+    _prepare_partitions(batches, new_partitions_limit() if max_new_partitions == -1 else max_new_partitions)
     try:
         with metrics.INGEST_SECONDS.time():
             results = _store(actor, batches, idempotency_key)
@@ -225,6 +229,28 @@ def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_ke
     for (series, _), result in zip(batches, results, strict=True):
         metrics.POINTS_INGESTED.labels(series.kind).inc(result.received)
     return results
+
+
+def new_partitions_limit() -> int:
+    return getattr(settings, "INGEST_MAX_NEW_PARTITIONS", 24)
+
+
+def _prepare_partitions(batches, limit: int | None) -> None:
+    """Creates the partitions the batches need, outside the write's transaction and one by one
+    (store.partitions), or refuses the batch when that is more than INGEST_MAX_NEW_PARTITIONS."""
+    plan: dict[str, dict[str, tuple]] = {}
+    for series, points in batches:
+        if len(points):
+            table = RAW_TABLES[series.kind]
+            for part in missing_partitions(table, from_us(points.ts.min()), from_us(points.ts.max())):
+                plan.setdefault(table, {})[part[0]] = part
+    new = sum(map(len, plan.values()))
+    if limit is not None and new > limit:
+        raise InvalidError(f"The batch spans {new} months or years the store has no partition for yet; one batch "
+                           f"may open at most {limit}. Send older history in batches covering shorter spans.",
+                           details={"new_partitions": new, "limit": limit}, code="too_many_partitions")
+    for table, parts in plan.items():
+        create_partitions(table, list(parts.values()))
 
 
 @transaction.atomic

@@ -20,7 +20,7 @@ APP_DIRS = ("anomalyhub", "accounts", "watchlists", "detection", "alerts", "fron
 # Read by Python, Django, the Celery CLI, pip or the shell rather than by AnomalyHub's code.
 EXTERNAL_VARS = {"DJANGO_SETTINGS_MODULE", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PATH", "HOSTNAME",
                  "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_EXTRA_INDEX_URL", "PYTHON_VERSION"}
-ENV_READ = re.compile(r"""(?:env_(?:str|bool|int|list|secret)\(|os\.environ\.get\(|os\.environ\[|os\.getenv\()\s*["'](\w+)["']""")
+ENV_READ = re.compile(r"""(?:env_(?:str|bool|int|list|secret|datetime)\(|os\.environ\.get\(|os\.environ\[|os\.getenv\()\s*["'](\w+)["']""")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(\w+)(?::?[-?+][^}]*)?\}")
 
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-SECTIONS = ("Faults", "Bad input", "Isolation and access", "Data lifecycle")
+SECTIONS = ("Faults", "Bad input", "Isolation and access", "Data lifecycle", "Abuse")
 # What a section's columns mean; printed above its table.
 SECTION_NOTES = {
     "Faults": (

@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 from rest_framework.renderers import JSONRenderer
 
+from .. import timerange
 from ..models import Series
 from ..store.timeconv import from_us, to_us
 
@@ -44,6 +45,9 @@ def _nan_to_none(value):
 
 
 def time_window(series: Series, start, end) -> tuple[int, int]:
+    """[start, end) in µs of a read (REST and GraphQL), refused with 400 outside the store's times."""
+    timerange.check_read_window(start, end)
+    start, end = timerange.as_utc(start), timerange.as_utc(end)
     if end is None:
         end = (series.last_point_at + timedelta(microseconds=1)) if series.last_point_at else None
     if end is None:

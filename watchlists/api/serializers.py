@@ -25,8 +25,8 @@ class SeriesSerializer(ModelSerializer):
 
     class Meta:
         model = Series
-        fields = ["id", "symbol", "kind", "exchange", "name", "bar_seconds", "timezone", "created_at",
-                  "last_point_at", "provider"]
+        fields = ["id", "symbol", "kind", "exchange", "name", "bar_seconds", "history_from", "timezone",
+                  "created_at", "last_point_at", "provider"]
         read_only_fields = ["id", "timezone", "created_at", "last_point_at", "provider"]
 
     def get_timezone(self, series) -> str:

@@ -5,7 +5,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -19,7 +18,7 @@ from ..store import reader
 from ..store.schema import FEATURE_COLUMNS
 from . import points as points_api
 from . import serializers as s
-from .parsers import CSVParser, FastJSONParser
+from .parsers import CSVParser
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -34,7 +33,6 @@ def _idempotency_key(request) -> str | None:
 # The point pages are the API's largest bodies: orjson renders them; the browsable API stays.
 POINTS_RENDERERS = [points_api.PointsJSONRenderer,
                     *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
-INGEST_PARSERS = [FastJSONParser, *(p for p in api_settings.DEFAULT_PARSER_CLASSES if p is not JSONParser)]
 
 
 def _ingest_response(results):
@@ -47,7 +45,7 @@ class SeriesViewSet(TenantViewSet):
 
     serializer_class = s.SeriesSerializer
     queryset = Series.objects.order_by("symbol")
-    parser_classes = [FastJSONParser, CSVParser]
+    parser_classes = [*api_settings.DEFAULT_PARSER_CLASSES, CSVParser]
 
     def required_action(self):
         if self.action == "points" and self.request.method == "POST":
@@ -150,8 +148,6 @@ class WatchlistViewSet(TenantViewSet):
 
 class IngestView(ActorMixin, APIView):
     """Points for many series in one atomic request, keyed by symbol."""
-
-    parser_classes = INGEST_PARSERS
 
     def required_action(self):
         return "ingest"

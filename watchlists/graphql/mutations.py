@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -28,6 +29,8 @@ class CreateSeriesInput:
     exchange: str = ""
     name: str = ""
     bar_seconds: int | None = None
+    history_from: datetime | None = strawberry.field(
+        default=None, description="Accept points from this time on (default: INGEST_EARLIEST, 1970-01-01).")
 
 
 @strawberry.input
@@ -37,6 +40,7 @@ class UpdateSeriesInput:
     exchange: str | None = strawberry.UNSET
     name: str | None = strawberry.UNSET
     bar_seconds: int | None = strawberry.UNSET
+    history_from: datetime | None = strawberry.UNSET
 
 
 @strawberry.input

@@ -27,6 +27,7 @@ class SeriesType(TenantScoped):
     bar_seconds: auto
     created_at: auto
     last_point_at: auto
+    history_from: auto
     watchlists: list[WatchlistType]
 
     @strawberry_django.field(only=["exchange"], description="IANA zone of the series' exchange (UTC without one).")

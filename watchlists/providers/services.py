@@ -165,11 +165,15 @@ def _content_key(series: Series, points: Points) -> str:
 
 
 def store(*, actor: Actor, series: Series, points: Points) -> int:
-    """One atomic ingest keyed by content: the same answer stored twice is stored once."""
+    """One atomic ingest keyed by content: the same answer stored twice is stored once.
+
+    No partition cap: a provider's full daily history (Alpha Vantage: 20+ years of bars) is one
+    answer, and its times still lie in the series' accepted range (watchlists.timerange)."""
     if not len(points):
         return 0
     (result,) = series_services.ingest(actor=actor, batches=[(series, points)],
-                                       idempotency_key=_content_key(series, points), max_rows=None)
+                                       idempotency_key=_content_key(series, points), max_rows=None,
+                                       max_new_partitions=None)
     return result.stored
 
 

@@ -1,8 +1,12 @@
 """Creates time partitions ahead of writes (PostgreSQL only).
 
-Partitions are created in their own short transaction *before* the write transaction: creating a
-partition locks the parent table, and holding that lock for a whole batch would stall every other
-writer."""
+Partitions are created *before* the write transaction, each in its own short transaction, and
+never with a lock readers or writers of the parent table need: a partition is made as a plain
+table (its own ACCESS EXCLUSIVE lock, on a table nobody uses yet) and then attached, which locks
+the parent only in SHARE UPDATE EXCLUSIVE mode (`CREATE TABLE .. PARTITION OF` takes ACCESS
+EXCLUSIVE on the parent: 1,189 of them in one transaction held another organization's read of
+the ticks for 32 s). How many one batch may create is bounded by the caller
+(watchlists.timerange, INGEST_MAX_NEW_PARTITIONS)."""
 
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,12 +16,12 @@ from django.db import connection, transaction
 from .schema import PARTITION_SPAN, partitions_between
 
 _known: set[str] = set()
-# DDL on a partition (CREATE TABLE .. PARTITION OF, DROP TABLE) takes an ACCESS EXCLUSIVE lock on the
-# parent table. Queued behind a long read of that table (an export streams from one transaction for
-# minutes), it would hold up every insert into the table, every organization's, until the read ended
-# (measured: an insert into another partition waited as long as the read). So it waits this long at
-# most and fails with LockNotAvailable: an ingest answers 503 and is retried, retention drops the
-# partition on its next run.
+# Dropping a partition (retention) takes an ACCESS EXCLUSIVE lock on the parent table. Queued behind
+# a long read of that table (an export streams from one transaction for minutes), it would hold up
+# every insert into the table, every organization's, until the read ended (measured: an insert into
+# another partition waited as long as the read). So partition DDL waits this long at most and fails
+# with LockNotAvailable: an ingest answers 503 and is retried, retention drops the partition on its
+# next run. (Attaching a new partition takes a weaker lock that such a read does not block.)
 DDL_LOCK_TIMEOUT = "2s"
 
 
@@ -33,21 +37,43 @@ def partition_ddl():
         cursor.execute("SET LOCAL lock_timeout = DEFAULT")  # inside a caller's transaction: for this block only
 
 
-def ensure_partitions(table: str, first: datetime, last: datetime) -> None:
+def missing_partitions(table: str, first: datetime, last: datetime) -> list[tuple[str, datetime, datetime]]:
+    """The partitions of `table` that times first..last need and that are not attached yet."""
     if connection.vendor != "postgresql":
-        return
+        return []
     needed = [p for p in partitions_between(table, first, last) if p[0] not in _known]
     if not needed:
-        return
-    # Normally called outside any transaction; inside one (tests, nested services) the partition
-    # commits or rolls back with it, so it is not cached as known.
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                       "WHERE i.inhparent = %s::regclass AND c.relname = ANY(%s)", [table, [p[0] for p in needed]])
+        attached = {row[0] for row in cursor.fetchall()}
+    if not connection.in_atomic_block:  # committed: safe to remember
+        _known.update(attached)
+    return [p for p in needed if p[0] not in attached]
+
+
+def create_partitions(table: str, partitions: list[tuple[str, datetime, datetime]]) -> None:
+    """Creates and attaches each partition in its own transaction (see the module's doc).
+
+    Normally called outside any transaction; inside one (tests, nested services) the partitions
+    commit or roll back with it, so they are not cached as known."""
     committed = not connection.in_atomic_block
-    with partition_ddl() as cursor:
-        for name, start, end in needed:
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
-                           f"FOR VALUES FROM (%s) TO (%s)", [start, end])
-    if committed:
-        _known.update(name for name, _, _ in needed)
+    for name, start, end in partitions:
+        with partition_ddl() as cursor:
+            # A crash between the two statements of an earlier attempt cannot leave a half-made
+            # partition: both are in this transaction.
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING ALL)")
+            cursor.execute("SELECT 1 FROM pg_inherits WHERE inhrelid = %s::regclass", [name])
+            if cursor.fetchone() is None:
+                cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
+                               [start, end])
+        if committed:
+            _known.add(name)
+
+
+def ensure_partitions(table: str, first: datetime, last: datetime) -> None:
+    create_partitions(table, missing_partitions(table, first, last))
 
 
 def ensure_partitions_ahead(months: int = 2) -> None:

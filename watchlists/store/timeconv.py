@@ -10,6 +10,10 @@ PG_EPOCH_OFFSET_US = 946_684_800 * US
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The times the store holds, whatever a setting says: every path (parsing, PostgreSQL, Python's
+# datetime, numpy) represents them exactly. Ingest accepts a narrower range (watchlists.timerange).
+STORE_MIN = datetime(1700, 1, 1, tzinfo=UTC)
+STORE_MAX = datetime(2201, 1, 1, tzinfo=UTC)  # exclusive
 
 
 def to_us(dt: datetime) -> int:
@@ -18,6 +22,14 @@ def to_us(dt: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=int(us))
+
+
+def describe_us(us: int) -> str:
+    """ISO-8601 for an error message; any int64, even one no datetime can hold."""
+    try:
+        return from_us(us).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return f"{int(us) // 1000} ms from 1970-01-01"
 
 
 def floor_us(values: np.ndarray | int, seconds: int):

@@ -34,6 +34,9 @@ class Points:
     ts: np.ndarray
     values: dict[str, np.ndarray]
     trade_id: np.ndarray | None = None  # object array of str/None, ticks only
+    # 1-based row of each point in what the client sent (None: ts order is the sent order), so
+    # checks after parsing (services.ingest's time range) can name the row.
+    rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     # (organization_id, series_id, binary COPY rows) when prepared ahead by encode_ahead().
     encoded: tuple[int, int, bytes] | None = field(default=None, repr=False, compare=False)
 

@@ -1,3 +1,4 @@
+from datetime import datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--exchange", default="XNYS", help="calendar for a new market series ('' for none)")
         parser.add_argument("--bar-seconds", type=int, default=None, help="bar interval of a new bar series")
         parser.add_argument("--chunk-rows", type=int, default=importer.CHUNK_ROWS)
+        parser.add_argument("--history-from", type=datetime.fromisoformat, default=None,
+                            help="a new series accepts points from this time on (default INGEST_EARLIEST, 1970)")
 
     def handle(self, *args, **opts):
         path: Path = opts["file"]
@@ -38,7 +41,10 @@ class Command(BaseCommand):
             raise CommandError(f"{path} does not exist")
         org = resolve_org(opts["org"])
         actor = system_actor(org.pk)
-        columns = importer.read_header(path)
+        try:
+            columns = importer.read_header(path)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
         kind = "bar" if opts["format"] == "alphavantage" else importer.kind_for_header(columns)
         if kind is None:
             raise CommandError(f"Cannot tell ticks, bars or metrics from the header {columns}; expected "
@@ -48,7 +54,8 @@ class Command(BaseCommand):
             if series is None:
                 exchange = opts["exchange"] if kind != "metric" else ""
                 series = services.create_series(actor=actor, symbol=opts["symbol"], kind=kind, exchange=exchange,
-                                                bar_seconds=opts["bar_seconds"] or (60 if kind == "bar" else None))
+                                                bar_seconds=opts["bar_seconds"] or (60 if kind == "bar" else None),
+                                                history_from=opts["history_from"])
                 self.stderr.write(f"created {kind} series {series.symbol} (id {series.pk})")
             with tqdm(unit=" rows", unit_scale=True, desc=series.symbol, disable=opts["verbosity"] == 0) as bar:
                 report = importer.import_csv(actor=actor, series=series, path=path, progress=bar.update,
