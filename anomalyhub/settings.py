@@ -329,3 +329,11 @@ LOGGING = {
 if TESTING:
     # PBKDF2's cost is deliberate in production and pure waste in tests.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# History runs (a rule or detector over stored points, detection/services/history.py): points per
+# chunk (one atomic commit + snapshot each), seconds one task works before queueing the rest, and
+# how long a run may go without a committed chunk before the sweep gives it to another worker.
+HISTORY_CHUNK_POINTS = env_int("HISTORY_CHUNK_POINTS", 10_000)
+HISTORY_TASK_SECONDS = env_int("HISTORY_TASK_SECONDS", 20)
+HISTORY_STALE_SECONDS = env_int("HISTORY_STALE_SECONDS", 60)
+# Embedded mode (tasks in-process): history runs on a thread so the request returns at once.
+HISTORY_BACKGROUND_THREAD = env_bool("HISTORY_BACKGROUND_THREAD", not TESTING)  # tests: inline, deterministic
