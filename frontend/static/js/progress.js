@@ -46,3 +46,33 @@
     setTimeout(poll, 2000);
   });
 })();
+
+// Background jobs that need no reload (history runs): <progress data-job-url> polls the job's REST
+// resource, fills the bar and its [data-job-text] sibling; the anomalies it finds arrive live.
+(function () {
+  "use strict";
+  document.querySelectorAll("progress[data-job-url]").forEach((bar) => {
+    const text = bar.parentElement.querySelector("[data-job-text]");
+    async function poll() {
+      try {
+        const response = await fetch(bar.dataset.jobUrl, { headers: { Accept: "application/json" } });
+        if (response.ok) {
+          const job = await response.json();
+          bar.value = job.progress;
+          bar.dataset.status = job.status;
+          if (text) {
+            text.textContent = job.status === "succeeded"
+              ? `done: ${job.anomalies_found.toLocaleString()} anomalies in ${job.points_done.toLocaleString()} points`
+              : job.status === "queued" ? "queued…"
+              : job.status === "running" ? `${Math.round(job.progress * 100)} %: ${job.points_done.toLocaleString()} of `
+                + `${job.points_total.toLocaleString()} points, ${job.anomalies_found.toLocaleString()} anomalies so far`
+              : `${job.status}: ${job.message}`;
+          }
+          if (job.status !== "queued" && job.status !== "running") return;
+        }
+      } catch (_) { /* try again on the next tick */ }
+      setTimeout(poll, 1000);
+    }
+    poll();
+  });
+})();
