@@ -97,7 +97,7 @@ def on_clock(series: Series, seconds: np.ndarray) -> list[int]:
     if zone == "UTC":
         return seconds.astype(np.int64).tolist()
     stamps = pd.to_datetime(seconds, unit="s", utc=True).tz_convert(zone).tz_localize(None)
-    return (stamps.asi8 // 1_000_000_000).tolist()
+    return stamps.as_unit("s").asi8.tolist()
 
 
 def chart_data(view: SeriesView) -> dict:

@@ -152,7 +152,7 @@ def _walk(app_server, context, page, mail, shots):
     expect(page.get_by_text(RULE)).to_be_visible()
     shots(page, "anomaly")
     assert_keyboard_reaches_every_control(page)
-    page.get_by_role("button", name="False positive").click()
+    page.get_by_role("button", name="False Alarm").click()
     expect(page.locator("#feedback")).to_contain_text("False Alarm")
     shots(page, "anomaly-false-positive")
 

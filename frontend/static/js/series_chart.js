@@ -146,8 +146,9 @@
   let drawn = drawChart(el, data);
   let { bars, candles, step, series } = drawn;
 
-  // After a CSV import the stored history changed under the chart: fetch its data again and redraw.
-  document.addEventListener("ah:imported", async () => {
+  // After a CSV import, or while a history run finds anomalies, the stored data changed under the
+  // chart: fetch its data again and redraw.
+  const redraw = async () => {
     const url = new URL(location.href);
     url.searchParams.set("format", "chart");
     const response = await fetch(url, { headers: { Accept: "application/json" } });
@@ -158,7 +159,9 @@
     drawn = drawChart(el, fresh);
     ({ bars, candles, step, series } = drawn);
     if (fresh.bars.time.length) document.getElementById("no-data")?.remove();
-  });
+  };
+  document.addEventListener("ah:imported", redraw);
+  document.addEventListener("ah:refresh", redraw);
 
   document.addEventListener("ah:live", (e) => {
     const event = e.detail;
