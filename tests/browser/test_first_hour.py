@@ -136,3 +136,27 @@ def _every_page_at_two_widths(context, app_server, pages, shots):
             fits = page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
             assert fits, f"{path} scrolls sideways at {name}"
         page.close()
+
+
+def test_api_docs_render_their_operations_with_the_network_off(app_server, browser, shots):
+    """Swagger UI comes from our own static files (drf-spectacular-sidecar), not a CDN: with every
+    request to anything but this server refused, the docs still list the operations."""
+    context = browser.new_context(viewport=WIDE)
+    outside = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(app_server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_server)
+    page = context.new_page()
+    page.goto(f"{app_server}/api/v1/docs/")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+    assert page.locator(".opblock").count() > 50
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/history-runs/").first).to_be_visible()
+    shots(page, "api-docs-offline")
+    assert outside == [], outside
+    context.close()
