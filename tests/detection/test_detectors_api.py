@@ -100,6 +100,15 @@ def test_tick_series_and_bad_params_are_refused(alice_client, org_a):
     assert r.status_code == 400 and "params" in r.json()["error"]["details"]
 
 
+def test_a_model_right_after_training_has_not_drifted(alice_client, trained):
+    """Price levels of a week against its last day always differ (PSI 7 for a model trained a
+    second ago); drift compares their relative changes."""
+    drift = alice_client.get(f"/api/v1/detectors/{trained['id']}/drift/").json()
+    assert drift["features"]["value"] < 0.25, drift["features"]
+    assert not {"value", "vwap_5m", "vwap_15m"} & set(drift["drifted"]), drift
+    assert not drift["needs_retraining"]
+
+
 def test_drift_and_quality_from_labels(alice_client, trained, ibm):
     drift = alice_client.get(f"/api/v1/detectors/{trained['id']}/drift/").json()
     assert drift["model_version"] == 1 and "value" in drift["features"]
