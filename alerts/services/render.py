@@ -14,11 +14,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from detection.models import Anomaly
+from detection.services.explain import explain, source_name
 from watchlists.models import Watchlist
 
 from ..models import Notification, Target
-from detection.services.explain import explain, source_name
-
 from . import links
 
 PAYLOAD_VERSION = 1
