@@ -45,13 +45,18 @@
   }
 
   // Times on the series' clock (exchange time for market series), as the server renders them.
+  const MAX_LIVE_ROWS = 100;
   const zones = JSON.parse(document.getElementById("live-zones")?.textContent || "{}");
   const tableZone = document.body.dataset.zone || "UTC";
+  const formats = new Map();  // one formatter per zone: building one costs more than formatting
   function clock(iso, zone) {
     const d = new Date(iso);
-    const p = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: zone || "UTC", hourCycle: "h23",
-      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" })
-      .formatToParts(d).map((x) => [x.type, x.value]));
+    zone = zone || "UTC";
+    if (!formats.has(zone)) {
+      formats.set(zone, new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23", year: "numeric",
+        month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }));
+    }
+    const p = Object.fromEntries(formats.get(zone).formatToParts(d).map((x) => [x.type, x.value]));
     return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
   }
 
@@ -111,6 +116,8 @@
         row.appendChild(cell);
       }
       tbody.prepend(row);
+      // A live table keeps its newest rows; older ones are a page away (the Anomalies page).
+      while (tbody.children.length > MAX_LIVE_ROWS) tbody.lastElementChild.remove();
     });
     document.querySelectorAll(`[data-anomaly-count="${event.series}"]`).forEach((el) => {
       el.textContent = String(Number(el.textContent || 0) + 1);

@@ -20,9 +20,22 @@
     if (!zone || zone === "UTC") return (t) => t;
     const fmt = new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit",
                                                    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-    return (t) => {
+    const exact = (t) => {
       const p = Object.fromEntries(fmt.formatToParts(new Date(t * 1000)).map((x) => [x.type, x.value]));
       return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) / 1000;
+    };
+    // formatToParts is slow (tens of µs) and live ticks come by the thousand: one offset per hour
+    // (zones change offset on the hour).
+    const offsets = new Map();
+    return (t) => {
+      const hour = Math.floor(t / 3600);
+      let offset = offsets.get(hour);
+      if (offset === undefined) {
+        offset = exact(hour * 3600) - hour * 3600;
+        if (offsets.size > 10000) offsets.clear();
+        offsets.set(hour, offset);
+      }
+      return t + offset;
     };
   }
 
@@ -66,12 +79,15 @@
                                         + (a.explanation && a.explanation !== a.text ? `\n${a.explanation}` : "") });
     const marks = data.anomalies.map((a) => toMark(a, data.shifted));
     const markers = LC.createSeriesMarkers(series, []);
-    let clusters = [];
+    let clusters = [], clusteredAt = null;
 
     // Anomalies within CLUSTER_PX of each other at the current zoom become one dot with a count.
-    function cluster() {
+    // Scrolling (and live bars moving the view) keeps the zoom: only a new zoom or anomaly re-clusters.
+    function cluster(force = true) {
       const spacing = chart.timeScale().options().barSpacing || 6;
       const width = Math.max(1, Math.ceil(CLUSTER_PX / spacing)) * step;
+      if (!force && width === clusteredAt) return;
+      clusteredAt = width;
       const byBucket = new Map();
       for (const m of marks) {
         const key = Math.floor(m.time / width) * width;
@@ -115,7 +131,7 @@
         location.href = `/anomalies/${here.group[0].id}/`;
       }
     });
-    chart.timeScale().subscribeVisibleLogicalRangeChange(() => cluster());
+    chart.timeScale().subscribeVisibleLogicalRangeChange(() => cluster(false));
     chart.timeScale().fitContent();
     cluster();
     el.dataset.bars = String(bars.length);
