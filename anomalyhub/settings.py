@@ -340,5 +340,7 @@ if TESTING:
 HISTORY_CHUNK_POINTS = env_int("HISTORY_CHUNK_POINTS", 10_000)
 HISTORY_TASK_SECONDS = env_int("HISTORY_TASK_SECONDS", 20)
 HISTORY_STALE_SECONDS = env_int("HISTORY_STALE_SECONDS", 60)
-# Embedded mode (tasks in-process): history runs on a thread so the request returns at once.
-HISTORY_BACKGROUND_THREAD = env_bool("HISTORY_BACKGROUND_THREAD", not TESTING)  # tests: inline, deterministic
+# Embedded mode (tasks in-process): history runs and training go to a thread, so the request returns at once.
+EMBEDDED_BACKGROUND_THREADS = env_bool("EMBEDDED_BACKGROUND_THREADS", not TESTING)  # tests: inline, deterministic
+# Confirming the email from the browser that signed up signs the person in (no second sign-in).
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True

@@ -143,10 +143,27 @@ def request_training(*, actor: Actor, detector: Detector, start: datetime | None
             return active
         run = TrainingRun.objects.create(organization_id=detector.organization_id, detector=detector, start=start,
                                          end=end, requested_by=actor.user if actor.user_id else None)
-        from ..tasks import train_detector
-
-        transaction.on_commit(lambda: train_detector.delay(run.pk, run.organization_id))
+        transaction.on_commit(lambda: _start_training(run.pk, run.organization_id))
     return run
+
+
+def _start_training(run_id: int, organization_id: int) -> None:
+    """Queues the run; in embedded mode (tasks in-process) trains on a thread instead, so the
+    request that asked returns at once and the page shows the progress (as history runs do)."""
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    from ..tasks import train_detector
+
+    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "EMBEDDED_BACKGROUND_THREADS", False):
+        def train():
+            try:
+                run_training(run_id, organization_id)
+            finally:
+                close_old_connections()
+        threading.Thread(target=train, daemon=True, name=f"training-{run_id}").start()
+        return
+    train_detector.delay(run_id, organization_id)
 
 
 def _progress(run: TrainingRun, fraction: float, message: str) -> None:

@@ -182,7 +182,7 @@ def request_for_import(organization_id: int, series_id: int, start_us: int, end_
 def dispatch(run_id: int, organization_id: int) -> None:
     """Starts working a run: a Celery task, or in embedded mode (tasks run in-process) a thread,
     so the request that asked for it returns at once."""
-    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "HISTORY_BACKGROUND_THREAD", False):
+    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "EMBEDDED_BACKGROUND_THREADS", False):
         threading.Thread(target=_on_thread, args=(run_id, organization_id), daemon=True,
                          name=f"history-{run_id}").start()
         return

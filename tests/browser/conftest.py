@@ -65,7 +65,7 @@ def app_server(transactional_db, outbox):
            "SENDGRID_API_URL": sendgrid_url, "ACCOUNT_EMAIL_VERIFICATION": "mandatory", "HTTP_THREADS": "8",
            "SITE_URL": f"http://127.0.0.1:{port}", "TEST_DATABASE_NAME": None,
            # History runs on a thread as in `make run`: the page must show them working in the background.
-           "HISTORY_BACKGROUND_THREAD": "True"}
+           "EMBEDDED_BACKGROUND_THREADS": "True"}
     # The server's log is kept beside the screenshots: the server side of a failed walk.
     with live_server(env, app="tests.browser.asgi:application", port=port,
                      keep_log=ARTIFACTS / "daphne.log") as base:
