@@ -115,15 +115,18 @@
     tip.hidden = true;
     el.style.position = "relative";
     el.appendChild(tip);
+    // The chart redraws (and calls this) on every live update: touch the DOM only when something
+    // changed, or each write invalidates the page's layout again.
+    const set = (target, key, value) => { if (target[key] !== value) target[key] = value; };
     chart.subscribeCrosshairMove((param) => {
       const here = near(param.time);
-      tip.hidden = !here || !param.point;
-      el.style.cursor = here ? "pointer" : "";
+      set(tip, "hidden", !here || !param.point);
+      set(el.style, "cursor", here ? "pointer" : "");
       if (tip.hidden) return;
       const group = here.group;
-      tip.textContent = group.slice(0, 5).map((m) => m.tip).join("\n") + (group.length > 5 ? `\n+${group.length - 5} more` : "");
-      tip.style.left = `${Math.min(param.point.x + 12, el.clientWidth - 260)}px`;
-      tip.style.top = `${Math.max(param.point.y - 20, 0)}px`;
+      set(tip, "textContent", group.slice(0, 5).map((m) => m.tip).join("\n") + (group.length > 5 ? `\n+${group.length - 5} more` : ""));
+      set(tip.style, "left", `${Math.min(param.point.x + 12, el.clientWidth - 260)}px`);
+      set(tip.style, "top", `${Math.max(param.point.y - 20, 0)}px`);
     });
     chart.subscribeClick((param) => {
       const here = near(param.time);
