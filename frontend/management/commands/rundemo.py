@@ -17,6 +17,7 @@ from watchlists import replay
 from watchlists.demo import DATA
 from watchlists.models import Series
 
+from ... import replays
 from .demo_setup import DEMO_ORG, LIVE_SYMBOL
 
 OPEN = datetime.fromisoformat("2013-10-07T09:30:00-04:00")
@@ -64,7 +65,9 @@ class Command(BaseCommand):
         self.stdout.write(f"demo replay: {len(points)} SPY ticks into {LIVE_SYMBOL} at {speed:g}x")
         try:
             while not stop.is_set():  # a trading day lasts 6.5 min at 60x; then it starts over
+                sent = replays.track(series.pk, file="SPY trades of 2013-10-07 (the demo's own replay)",
+                                     total=len(points), speed=speed)
                 replay.replay(actor=system_actor(org.pk), series=series, points=points, speed=speed,
-                              time_mode="wallclock", stop=stop.is_set)
+                              time_mode="wallclock", stop=stop.is_set, progress=sent)
         finally:
             connection.close()
