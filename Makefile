@@ -50,8 +50,10 @@ run: $(STAMP) $(ASSETS)
 	@echo ""
 	@echo "  AnomalyHub is starting on http://127.0.0.1:8000/"
 	@echo "  Demo login: demo@anomalyhub.local / demo-password"
+	@echo "  Or sign up at http://127.0.0.1:8000/accounts/signup/ (the confirmation email prints here)"
+	@echo "  Quiet by default; every request and task: make run DEMO_ARGS=--verbose"
 	@echo ""
-	$(PY) manage.py rundemo 127.0.0.1:8000
+	$(PY) manage.py rundemo 127.0.0.1:8000 $(DEMO_ARGS)
 endif
 
 # Starts PostgreSQL and Redis when installed but stopped; fails with one line when absent.

@@ -54,6 +54,7 @@ app.conf.task_routes = {
     "watchlists.*": {"queue": "ingest"},
     "detection.train": {"queue": "train"},
     "detection.train_*": {"queue": "train"},
+    "detection.history": {"queue": "train"},  # history runs: long, like training
     "detection.*": {"queue": "detect"},
     "alerts.*": {"queue": "alerts"},
 }

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "strawberry_django",
     "channels",
     "allauth",
@@ -245,6 +246,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"FeedbackLabelEnum": "detection.models.Feedback"},
+    # /api/v1/docs/ loads Swagger UI from our static files: it renders offline and behind firewalls.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Static, i18n ------------------------------------------------------------------------
@@ -350,3 +355,13 @@ LOGGING = {
 if TESTING:
     # PBKDF2's cost is deliberate in production and pure waste in tests.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# History runs (a rule or detector over stored points, detection/services/history.py): points per
+# chunk (one atomic commit + snapshot each), seconds one task works before queueing the rest, and
+# how long a run may go without a committed chunk before the sweep gives it to another worker.
+HISTORY_CHUNK_POINTS = env_int("HISTORY_CHUNK_POINTS", 10_000)
+HISTORY_TASK_SECONDS = env_int("HISTORY_TASK_SECONDS", 20)
+HISTORY_STALE_SECONDS = env_int("HISTORY_STALE_SECONDS", 60)
+# Embedded mode (tasks in-process): history runs and training go to a thread, so the request returns at once.
+EMBEDDED_BACKGROUND_THREADS = env_bool("EMBEDDED_BACKGROUND_THREADS", not TESTING)  # tests: inline, deterministic
+# Confirming the email from the browser that signed up signs the person in (no second sign-in).
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True

@@ -15,6 +15,15 @@ class DetectionConfig(AppConfig):
 
         batch_stored.connect(on_batch_stored, dispatch_uid="detection.on_batch_stored", weak=False)
 
+        from watchlists.signals import history_imported
+
+        def on_history_imported(sender, organization_id, series_id, start_us, end_us, **kwargs):
+            from .services.history import request_for_import
+
+            request_for_import(organization_id, series_id, start_us, end_us)
+
+        history_imported.connect(on_history_imported, dispatch_uid="detection.history_imported", weak=False)
+
         from .live import publish_anomalies
         from .signals import anomalies_detected
 

@@ -10,14 +10,16 @@ from django.utils import timezone
 from watchlists.live import publish_many
 
 from .models import Anomaly
+from .services.explain import explain
 
 
 def anomaly_event(anomaly: Anomaly) -> dict:
-    """The small summary clients get; details are one REST/GraphQL call away."""
+    """The small summary clients get; details are one REST/GraphQL call away. `explanation` is the
+    anomaly's sentence (as in emails), `symbol` its series'."""
     return {"type": "anomaly", "series": anomaly.series_id, "id": anomaly.pk,
             "ts": anomaly.ts.isoformat().replace("+00:00", "Z"), "source": anomaly.source, "text": anomaly.text,
             "severity": anomaly.severity, "score": anomaly.score, "metric_index": anomaly.metric_index,
-            "observed": anomaly.observed}
+            "observed": anomaly.observed, "symbol": anomaly.series.symbol, "explanation": explain(anomaly)}
 
 
 def publish_created(anomalies: list[Anomaly]) -> None:
@@ -32,13 +34,14 @@ def publish_anomalies(organization_id: int, series_id: int, anomaly_keys) -> Non
     stamps = {k[0] for k in anomaly_keys}
     wanted = {(ts, source, metric) for ts, source, metric in anomaly_keys}
     found = Anomaly.objects.filter(organization_id=organization_id, series_id=series_id, ts__in=stamps,
-                                   published_at__isnull=True)
+                                   published_at__isnull=True).select_related("series", "rule", "detector")
     _publish([a for a in found if (a.ts, a.source, a.metric_index) in wanted])
 
 
 def publish_unpublished(older_than: timedelta = timedelta(seconds=5), limit: int = 5000) -> int:
     """The outbox sweep: anomalies committed by a worker that died before announcing them."""
-    stale = Anomaly.objects.filter(published_at__isnull=True, created_at__lt=timezone.now() - older_than)
+    stale = Anomaly.objects.filter(published_at__isnull=True, created_at__lt=timezone.now() - older_than
+                                   ).select_related("series", "rule", "detector")
     batch = list(stale.order_by("created_at")[:limit])
     _publish(batch)
     return len(batch)

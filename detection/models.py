@@ -209,3 +209,63 @@ class TrainingRun(TenantModel):
 
     def __str__(self):
         return f"training {self.pk} of detector {self.detector_id}: {self.status}"
+
+
+class HistoryRun(TenantModel):
+    """One rule's or detector's pass over a series' stored history (detection.services.history).
+
+    Covers the points in [start_us, end_us]: end is where live detection's cursor stood when the
+    run was asked for, so the live pipeline takes every later point and nothing is seen twice.
+    Each chunk commits its anomalies, the engine snapshot and cursor_us (the last time it
+    includes) together, like live detection: a worker killed mid-chunk loses only that chunk."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"  # the rule or detector changed, or a newer run took its place
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="history_runs")
+    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.CASCADE, related_name="history_runs")
+    detector = models.ForeignKey(Detector, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="history_runs")
+    # A detector's run waits for this training to finish, then scores with the model it produced.
+    training_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The model a detector's run scores with, fixed at its first chunk (its snapshot is that model's state).
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    start_us = models.BigIntegerField()
+    end_us = models.BigIntegerField()
+    cursor_us = models.BigIntegerField(default=-1, help_text="every point at or before this time is done")
+    snapshot = models.BinaryField(null=True, blank=True)
+    points_total = models.BigIntegerField(default=0)
+    points_done = models.BigIntegerField(default=0)
+    anomalies_found = models.IntegerField(default=0)
+    message = models.TextField(blank=True, default="")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every committed chunk; a running run whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=Q(rule__isnull=False, detector__isnull=True) | Q(rule__isnull=True, detector__isnull=False),
+            name="history_run_one_source")]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="history_run_status")]
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        return min(1.0, self.points_done / self.points_total) if self.points_total else 0.0
+
+    @property
+    def source(self) -> str:
+        return f"rule:{self.rule_id}" if self.rule_id else f"detector:{self.detector_id}"
+
+    def __str__(self):
+        return f"history of {self.source} on series {self.series_id}: {self.status}"

@@ -114,7 +114,7 @@ def rules_for(series: Series):
             .filter(Q(series=series) | Q(watchlist__items__series=series)).distinct().order_by("pk"))
 
 
-def _whole_timestamps(ts_us: np.ndarray, limit: int) -> int:
+def whole_timestamps(ts_us: np.ndarray, limit: int) -> int:
     """How many of the rows read (limit + extra) to take: at most `limit`, unless that would split
     one timestamp between two chunks."""
     if len(ts_us) <= limit:
@@ -164,7 +164,7 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
     ran = {key: state for key, state in states.items() if key[1] in rewound}
     for series in active:
         ts_us, raw = points[series.pk]
-        take = _whole_timestamps(ts_us, limit)
+        take = whole_timestamps(ts_us, limit)
         if take < len(ts_us):
             more.append(series.pk)
         ids = message_ids(ts_us[:take])
@@ -707,10 +707,32 @@ def _run_rule(rule: Rule, series: Series, state: RuleState, columns: dict, ids: 
     state.stats = engine.stats()
     state.last_error = ""
     _ENGINES.keep((rule.pk, series.pk), state.snapshot, engine)
+    return rule_anomalies(rule, series, outputs)
+
+
+def rule_anomalies(rule: Rule, series: Series, outputs) -> list[Anomaly]:
+    """The anomalies of a rule's engine outputs (unsaved); history runs build theirs the same way."""
     return [Anomaly(organization_id=series.organization_id, series=series, rule=rule, source=f"rule:{rule.pk}",
                     ts=datetime.fromtimestamp(out.time / 1000, tz=UTC), metric_index=out.metric_index,
                     text=out.metric_text, observed=out.observed, severity=rule.severity)
             for out in outputs]
+
+
+def write_anomalies(anomalies: list[Anomaly], organization_id: int) -> list[Anomaly]:
+    """Writes anomalies in the caller's transaction, once (the unique key absorbs replays), and
+    announces the created ones after commit as a detection pass does. For writers other than the
+    streaming pass (history runs); returns the anomalies created, with ids."""
+    if not anomalies:
+        return []
+    if connection.vendor != "postgresql":
+        created = _insert_anomalies_orm(anomalies)
+    else:
+        sql, params = _insert_anomalies_sql(anomalies)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            created = _created(anomalies, cursor.fetchall())
+    transaction.on_commit(lambda: _announce(organization_id, anomalies, created))
+    return created
 
 
 def _severity(score: float) -> str:
@@ -737,6 +759,12 @@ def _run_detector(detector: Detector, series: Series, ts_us: np.ndarray, columns
             model.score(detector_services.detector_frame(detector, int(before["ts"][0]), int(ts_us[0]), data=before))
     result = model.score(frame)
     Detector.objects.filter(pk=detector.pk).update(stream_state=model.state_to_bytes(), stream_version=version.version)
+    return detector_anomalies(detector, series, version, frame, result, ts_us)
+
+
+def detector_anomalies(detector: Detector, series: Series, version, frame, result, ts_us: np.ndarray
+                       ) -> list[Anomaly]:
+    """The anomalies (unsaved) among a model's scores of `frame`: score at or over the threshold."""
     hits = np.flatnonzero((result.score >= detector.threshold) & ~result.warming_up)
     out = []
     for i in hits:

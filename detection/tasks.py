@@ -55,6 +55,7 @@ def sweep() -> int:
 
     publish_unpublished()
     requeue_orphaned_training()
+    requeue_stale_history()
     stale = pipeline.stale_series()
     for series_id, organization_id in stale:
         run_detection.delay(series_id, organization_id)
@@ -97,3 +98,28 @@ def train_nightly() -> int:
         request_training(actor=system_actor(detector.organization_id), detector=detector)
         queued += 1
     return queued
+
+
+def requeue_stale_history() -> int:
+    """History runs whose worker died mid-run (or whose message was lost) get a new task; the run's
+    row lock and its committed cursor make a second task for a live run harmless."""
+    from .services.history import stale_runs
+
+    runs = stale_runs()
+    for run_id, organization_id in runs:
+        run_history.delay(run_id, organization_id)
+    return len(runs)
+
+
+@shared_task(name="detection.history", acks_late=True)
+def run_history(run_id: int, organization_id: int) -> str:
+    """Works a history run for HISTORY_TASK_SECONDS at most (train queue), then queues the rest,
+    so one long history never holds a worker; a run waiting for its training checks again soon."""
+    from .services.history import work
+
+    state = work(run_id, organization_id)
+    if state == "more":
+        run_history.delay(run_id, organization_id)
+    elif state == "waiting" and not run_history.app.conf.task_always_eager:  # eager: the sweep retries
+        run_history.apply_async((run_id, organization_id), countdown=3)
+    return state

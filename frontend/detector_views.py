@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from accounts.errors import ServiceError
 from detection.models import Anomaly, Detector, ModelVersion, TrainingRun
 from detection.services import detectors as detector_services
+from detection.services import history as history_services
 from watchlists.models import Series
 
 from .forms import DetectorForm
@@ -51,8 +52,11 @@ def detector_detail(request, actor, detector_id):
 @org_page
 def detector_train(request, actor, detector_id):
     detector = get_object_or_404(Detector.objects.for_actor(actor), pk=detector_id)
-    attempt(request, lambda: detector_services.request_training(actor=actor, detector=detector),
-            lambda run: f"Training run {run.pk} {run.status}; progress shows below.")
+    history = request.POST.get("run_on_history") == "on"
+    attempt(request, lambda: history_services.train(actor=actor, detector=detector, run_on_history=history),
+            lambda run: f"Training run {run.pk} {run.status}; progress shows below"
+                        + ("; then the model runs over the stored history (progress on the series page)."
+                           if run.history_run else "."))
     return redirect("frontend:detector", detector.pk)
 
 

@@ -53,6 +53,10 @@ class RuleForm(forms.Form):
     step = forms.IntegerField(required=False, min_value=1, label="Step (ms)")
     severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.MEDIUM, label="Severity")
     enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
+    run_on_history = forms.BooleanField(
+        required=False, initial=True, label="Also run over the stored history",
+        help_text="Finds the anomalies in the data already stored, in the background (progress on the series "
+                  "page); a changed rule replaces its earlier finds there, keeping the labelled ones.")
 
     def __init__(self, *args, series, watchlists, **kwargs):
         super().__init__(*args, **kwargs)

@@ -55,6 +55,18 @@ def _key(series_id: int) -> str:
     return f"frontend:replay:{series_id}"
 
 
+def track(series_id: int, *, file: str, total: int, speed: float):
+    """Progress of a replay run elsewhere (make run's demo loop), shown by the series' replay panel
+    like its own; returns the callback that counts points sent."""
+    state = {"state": "running", "sent": 0, "total": total, "file": file, "speed": speed}
+    cache.set(_key(series_id), state, PROGRESS_TTL)
+
+    def sent(n: int) -> None:
+        state["sent"] += n
+        cache.set(_key(series_id), state, PROGRESS_TTL)
+    return sent
+
+
 def progress(series: Series) -> dict:
     """{"state": "idle" | "loading" | "running" | "done" | "failed", "sent", "total", "error"}."""
     return cache.get(_key(series.pk)) or {"state": "idle", "sent": 0, "total": 0}

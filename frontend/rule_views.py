@@ -3,6 +3,7 @@ the chart before saving, enable/disable."""
 
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.errors import ServiceError
 from detection.models import Rule
+from detection.services import history as history_services
 from detection.services import rules as rule_services
 from watchlists.models import Series, Watchlist
 
@@ -53,16 +55,26 @@ def rule_edit(request, actor, rule_id=None):
         data = form.cleaned_data
         kind, target = _target(actor, data["target"])
         try:
-            rule = rule_services.save_rule(actor=actor, rule=rule, data=rule_services.RuleInput(
+            rule = history_services.save_rule(actor=actor, rule=rule, run_on_history=data["run_on_history"],
+                                              data=rule_services.RuleInput(
                 name=data["name"], metrics=data["metrics"], window_size=data["window_size"], step=data["step"],
                 severity=data["severity"], enabled=data["enabled"],
                 series=target if kind == "series" else None, watchlist=target if kind == "watchlist" else None))
         except ServiceError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"Rule {rule.name} saved; it watches new points from now on.")
+            messages.success(request, _saved_message(rule))
             return redirect(f"/series/{rule.series_id}/" if rule.series_id else "frontend:rules")
     return render(request, "frontend/rule_form.html", {"form": form, "rule": rule})
+
+
+def _saved_message(rule: Rule) -> str:
+    runs = rule.queued_history_runs
+    if not runs:
+        return f"Rule {rule.name} saved; it watches every new point."
+    points = sum(r.points_total for r in runs)
+    return (f"Rule {rule.name} saved; it watches every new point and is running over {points:,} stored points "
+            "in the background: its anomalies appear as it finds them.")
 
 
 @require_POST
@@ -113,9 +125,12 @@ def rule_preview(request, actor):
     except ServiceError as exc:
         return JsonResponse({"ok": False, "message": exc.message})
     chart = series_data.chart_data(view)
-    chart["anomalies"] = [{"time": int(datetime.fromisoformat(a["ts"]).timestamp()), "id": i, "text": a["text"],
-                           "severity": data["severity"]}
-                          for i, a in enumerate(result["anomalies"]) if a["series"] == series.pk]
+    found = [a for a in result["anomalies"] if a["series"] == series.pk]
+    times = series_data.on_clock(series, np.array([int(datetime.fromisoformat(a["ts"]).timestamp()) for a in found],
+                                                  dtype=np.int64))
+    # Preview marks are not stored: no id to open (a string id tells the chart not to link them).
+    chart["anomalies"] = [{"time": t, "id": f"preview-{i}", "text": a["text"], "severity": data["severity"]}
+                          for i, (t, a) in enumerate(zip(times, found, strict=True))]
     return JsonResponse({"ok": True, "symbol": series.symbol, "count": result["count"],
                          "rows": result["rows_processed"], "truncated": result["truncated"], "chart": chart})
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
+import pandas as pd
 
 from detection.models import Anomaly
+from detection.services.explain import explain
 from watchlists.models import Series
-from watchlists.services import read_points
+from watchlists.services import read_points, series_timezone
 from watchlists.store.timeconv import to_us
 
 RESOLUTIONS = ("1m", "5m", "1h")
@@ -51,24 +53,64 @@ def latest_day(series: Series, max_anomalies: int = 200, resolution: str = "1m",
     start = end - timedelta(days=days)
     if days * 86400 / BAR_SECONDS[resolution] > MAX_BARS:  # still too many at 1h: the newest MAX_BARS hours
         start = end - timedelta(seconds=MAX_BARS * BAR_SECONDS[resolution])
+    return _filled(view, start, end, max_anomalies)
+
+
+def _filled(view: SeriesView, start: datetime, end: datetime, max_anomalies: int) -> SeriesView:
+    """The view with the bars and anomalies of [start, end)."""
+    series = view.series
     data, columns = read_points(series, view.resolution, to_us(start), to_us(end), MAX_BARS)
     column = "close" if "close" in columns else "value"
     view.times_us, view.closes = data["ts"][:MAX_BARS], data[column][:MAX_BARS]
     if {"open", "high", "low", "close"} <= set(columns):
         view.ohlc = {c: data[c][:MAX_BARS] for c in ("open", "high", "low", "close")}
-    view.anomalies = list(Anomaly.objects.filter(series=series, ts__gte=start, ts__lt=end).order_by("-ts")
-                          [:max_anomalies])
+    view.anomalies = list(Anomaly.objects.filter(series=series, ts__gte=start, ts__lt=end)
+                          .select_related("series", "rule", "detector").order_by("-ts")[:max_anomalies])
     return view
 
 
+WINDOW_BARS = 120  # bars either side of an anomaly on its page
+
+
+def window_chart(anomaly: Anomaly) -> dict:
+    """The chart around one anomaly: WINDOW_BARS bars either side (at least two hours), the
+    anomalies among them, the anomaly to focus on and, for detectors, the expected band there."""
+    series = anomaly.series
+    span = timedelta(seconds=max((series.bar_seconds or 60) * WINDOW_BARS, 7200))
+    view = _filled(SeriesView(series), anomaly.ts - span, anomaly.ts + span, 200)
+    if anomaly.pk not in {a.pk for a in view.anomalies}:
+        view.anomalies.append(anomaly)
+    chart = chart_data(view)
+    chart["focus"] = anomaly.pk
+    expected = anomaly.expected or {}
+    if expected.get("lower") is not None and expected.get("upper") is not None:
+        chart["band"] = {"lower": expected["lower"], "upper": expected["upper"], "value": expected.get("value")}
+    return chart
+
+
+def on_clock(series: Series, seconds: np.ndarray) -> list[int]:
+    """Epoch seconds shifted to the series' clock (exchange time for market series): the chart
+    library draws every time as if it were UTC."""
+    if not len(seconds):
+        return []
+    zone = series_timezone(series)
+    if zone == "UTC":
+        return seconds.astype(np.int64).tolist()
+    stamps = pd.to_datetime(seconds, unit="s", utc=True).tz_convert(zone).tz_localize(None)
+    return stamps.as_unit("s").asi8.tolist()
+
+
 def chart_data(view: SeriesView) -> dict:
-    """What the chart script draws: bars (epoch seconds, OHLC) and anomaly markers."""
+    """What the chart script draws: bars (seconds on the series' clock, OHLC) and anomaly markers."""
     def clean(values):
         return [None if v != v else round(v, 6) for v in values.tolist()]
 
-    seconds = (view.times_us // 1_000_000).tolist()
+    seconds = on_clock(view.series, view.times_us // 1_000_000)
     bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
             else {"time": seconds, "close": clean(view.closes)})
+    marks = on_clock(view.series, np.array([int(a.ts.timestamp()) for a in view.anomalies], dtype=np.int64))
     return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
-            "anomalies": [{"time": int(a.ts.timestamp()), "id": a.pk, "text": a.text, "severity": a.severity,
-                           "score": a.score, "source": a.source} for a in view.anomalies]}
+            "tz": series_timezone(view.series), "shifted": True,
+            "anomalies": [{"time": t, "id": a.pk, "text": a.text, "severity": a.severity, "score": a.score,
+                           "source": a.source, "explanation": explain(a)} for t, a in zip(marks, view.anomalies,
+                                                                                          strict=True)]}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alert_views, detector_views, member_views, rule_views, views, watchlist_views
+from . import alert_views, anomaly_views, detector_views, member_views, rule_views, views, watchlist_views
 
 app_name = "frontend"
 urlpatterns = [
@@ -8,7 +8,8 @@ urlpatterns = [
     path("orgs/new/", views.org_new, name="org-new"),
     path("series/<int:series_id>/", views.series_detail, name="series"),
     path("series/<int:series_id>/replay/", views.series_replay, name="series-replay"),
-    path("anomalies/<int:anomaly_id>/", views.anomaly_detail, name="anomaly"),
+    path("anomalies/", anomaly_views.anomaly_list, name="anomalies"),
+    path("anomalies/<int:anomaly_id>/", anomaly_views.anomaly_detail, name="anomaly"),
     path("anomalies/<int:anomaly_id>/feedback/", views.anomaly_feedback, name="anomaly-feedback"),
     path("watchlists/new/", watchlist_views.watchlist_new, name="watchlist-new"),
     path("watchlists/<int:watchlist_id>/", watchlist_views.watchlist_detail, name="watchlist"),

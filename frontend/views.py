@@ -1,9 +1,13 @@
 """Server-rendered pages. Thin: resolve the actor, call a service, render."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -11,8 +15,9 @@ from accounts import services as account_services
 from accounts.errors import ServiceError
 from accounts.models import ApiKey
 from accounts.tenancy import SESSION_ORG_KEY, actor_for_request, actor_for_user
-from detection.models import Anomaly, Feedback, Rule
+from detection.models import Anomaly, Feedback, HistoryRun, Rule
 from detection.services.anomalies import label_anomaly
+from detection.services.explain import explain
 from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist
 from watchlists.store.writer import VALUE_COLUMNS
@@ -20,6 +25,7 @@ from watchlists.store.writer import VALUE_COLUMNS
 from . import replays, series_data
 from .forms import ApiKeyForm, OrganizationForm, ReplayForm
 from .pages import attempt, org_page
+from .timezones import zone_label
 from .watchlist_views import series_rows
 
 
@@ -41,13 +47,34 @@ def series_detail(request, actor, series_id):
     span = span if span in series_data.RANGES else "1d"
     view = series_data.latest_day(series, resolution=request.GET.get("resolution", "1m"),
                                   days=series_data.RANGES[span])
+    if request.GET.get("format") == "chart":  # the chart's data alone: redrawn after an import
+        return JsonResponse(series_data.chart_data(view))
     return render(request, "frontend/series.html", {
         "view": view, "chart_data": series_data.chart_data(view), "resolutions": series_data.RESOLUTIONS,
         "ranges": series_data.RANGES, "span": span,
-        "tz": watchlist_services.series_timezone(series), "replay_form": ReplayForm(series=series),
+        "tz": watchlist_services.series_timezone(series), "zone": zone_label(series),
+        "anomalies": _explained(view.anomalies[:SERIES_PAGE_ANOMALIES]), "replay_form": ReplayForm(series=series),
         "replay": replays.progress(series), "can_ingest": actor.can("ingest"), "can_change": actor.can("change"),
         "csv_columns": ",".join(("timestamp", *VALUE_COLUMNS[series.kind])),
-        "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name")})
+        "rules": Rule.objects.for_actor(actor).filter(series=series).order_by("name"),
+        "history_runs": _recent_history(actor, series)})
+
+
+SERIES_PAGE_ANOMALIES = 20  # the rest on the Anomalies page, filtered to the series
+
+
+def _explained(anomalies):
+    for a in anomalies:
+        a.explanation = explain(a)
+    return anomalies
+
+
+def _recent_history(actor, series):
+    """History runs of the series still working, or finished in the last hour (their result)."""
+    since = timezone.now() - timedelta(hours=1)
+    return list(HistoryRun.objects.for_actor(actor).filter(series=series)
+                .filter(Q(status__in=["queued", "running"]) | Q(finished_at__gte=since))
+                .select_related("rule", "detector").defer("snapshot").order_by("-pk")[:5])
 
 
 @org_page
@@ -71,14 +98,6 @@ def series_replay(request, actor, series_id):
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("frontend:series", series.pk)
-
-
-@org_page
-def anomaly_detail(request, actor, anomaly_id):
-    anomaly = get_object_or_404(Anomaly.objects.for_actor(actor).select_related("series", "rule", "detector"),
-                                pk=anomaly_id)
-    return render(request, "frontend/anomaly.html", {
-        "anomaly": anomaly, "labels": Feedback.choices, "can_change": actor.can("change")})
 
 
 @require_POST

@@ -1,10 +1,13 @@
 """Watchlists: create, edit (name, symbols), and the live table of their series."""
 
-from datetime import UTC, datetime, time
+import operator
+from datetime import datetime, time
+from functools import reduce
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -16,19 +19,35 @@ from watchlists.models import Series, Watchlist
 from . import charts, series_data
 from .forms import WatchlistForm
 from .pages import org_page
+from .timezones import local, zone_label, zone_of
+
+
+def session_start(series: Series) -> datetime | None:
+    """Midnight (on the series' clock) of the day of its latest point: its latest session, which for
+    imported history is not today."""
+    if series.last_point_at is None:
+        return None
+    day = local(series.last_point_at, series).date()
+    return datetime.combine(day, time.min, tzinfo=zone_of(series))
 
 
 def series_rows(actor, series_list) -> list:
-    """One row per series: the latest day (last price, change, sparkline) and today's anomalies."""
-    today = datetime.combine(datetime.now(UTC).date(), time.min, tzinfo=UTC)
-    counts = dict(Anomaly.objects.for_actor(actor).filter(series__in=[s.pk for s in series_list], ts__gte=today)
-                  .values_list("series_id").annotate(n=Count("id")))
+    """One row per series: the latest day (last price, change, sparkline) and the anomalies of its
+    latest session (the data's last day, not the wall clock's)."""
+    starts = {s.pk: session_start(s) for s in series_list}
+    wanted = [Q(series_id=pk, ts__gte=start) for pk, start in starts.items() if start is not None]
+    counts = dict(Anomaly.objects.for_actor(actor).filter(reduce(operator.or_, wanted))
+                  .values_list("series_id").annotate(n=Count("id"))) if wanted else {}
     rows = []
     for s in series_list:
         view = series_data.latest_day(s, max_anomalies=0)
         view.path = charts.line_path(view.closes, 160, 36)
         view.spark = charts.downsample(view.closes, 160)  # seeds the live redraw in live.js
         view.anomalies_today = counts.get(s.pk, 0)
+        start = starts[s.pk]
+        view.session_link = f"/anomalies/?{urlencode({'series': s.pk, 'start': start.isoformat()})}" \
+            if start else f"/anomalies/?series={s.pk}"
+        view.zone = zone_label(s)
         view.first = float(view.closes[0]) if len(view.closes) else None  # live.js computes the change from it
         rows.append(view)
     return rows

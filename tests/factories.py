@@ -7,7 +7,7 @@ from allauth.account.models import EmailAddress
 from django.utils import timezone
 
 from accounts.models import ApiKey, Invitation, Membership, Organization, Role, User, hash_secret
-from detection.models import Anomaly, Detector, ModelVersion, Rule, TrainingRun
+from detection.models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
 from watchlists.models import Series, Watchlist, WatchlistItem
 
 
@@ -150,6 +150,8 @@ TENANT_FACTORIES = {
     Detector: lambda org: DetectorFactory(organization=org),
     ModelVersion: model_version_for,
     TrainingRun: lambda org: TrainingRun.objects.create(organization=org, detector=DetectorFactory(organization=org)),
+    HistoryRun: lambda org: HistoryRun.objects.create(organization=org, rule=RuleFactory(organization=org),
+                                                      series=SeriesFactory(organization=org), start_us=0, end_us=1),
 }
 
 

@@ -113,7 +113,7 @@ def test_every_page_of_an_object_renders_for_its_organization(alice_client, org_
     for url in _pages(org_a_objects):
         assert alice_client.get(url).status_code == 200, url
     for url in ("/", "/watchlists/new/", "/rules/", "/rules/new/", "/alerts/", "/alerts/new/", "/alerts/webhooks/",
-                "/alerts/deliveries/", "/detectors/"):
+                "/alerts/deliveries/", "/detectors/", "/anomalies/"):
         assert alice_client.get(url).status_code == 200, url
 
 
@@ -131,7 +131,8 @@ def test_pages_and_actions_on_another_orgs_objects_are_404(carol_client, org_a_o
 
 
 def test_another_orgs_objects_are_not_offered_as_targets(carol_client, org_a_objects):
-    for url in ("/rules/new/", "/alerts/new/", "/", "/rules/", "/alerts/", "/alerts/webhooks/", "/detectors/"):
+    for url in ("/rules/new/", "/alerts/new/", "/", "/rules/", "/alerts/", "/alerts/webhooks/", "/detectors/",
+                "/anomalies/", f"/anomalies/?series={org_a_objects['series'].pk}"):
         html = carol_client.get(url).content.decode()
         assert "ZQXSPY" not in html and "Index ETFs" not in html and "127.0.0.1:9" not in html, url
     r = carol_client.post("/rules/new/", {"name": "x", "metrics": "price > 1", "severity": "low",
@@ -293,3 +294,49 @@ def test_admins_download_their_organizations_data_from_the_settings_page(alice_c
     anomalies = alice_client.get(links[3])  # anomalies as JSON
     assert {a["symbol"] for a in json.loads(b"".join(anomalies.streaming_content))} == {"boiler"}
     assert "/api/v1/export/" not in bob_client.get("/settings/members/").content.decode()
+
+
+def test_anomalies_page_lists_filters_and_pages_the_organizations_anomalies(alice_client, org_a, carol_client):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import AnomalyFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    other = SeriesFactory(organization=org_a, symbol="IBM", kind="bar", exchange="XNYS", bar_seconds=60)
+    first = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)  # 09:30 in New York
+    for i in range(60):
+        AnomalyFactory(organization=org_a, series=spy, ts=first + timedelta(minutes=i), severity="high",
+                       text="volume > 3 * med(volume)", observed={"volume": 251288.0, "med(volume)": 17950.0})
+    AnomalyFactory(organization=org_a, series=other, ts=first, severity="low")
+    html = alice_client.get("/anomalies/").content.decode()
+    assert 'href="/anomalies/"' in html  # in the main navigation
+    assert "61 anomalies" in html and "page 1 of 2" in html
+    assert "volume 251,288 is 14× the median 17,950" in html
+    assert "2013-10-07 10:29:00" in html  # newest first, in exchange time
+    filtered = alice_client.get("/anomalies/", {"series": other.pk}).content.decode()
+    assert "1 anomaly match" in filtered and "IBM" in filtered and "251,288" not in filtered
+    high = alice_client.get("/anomalies/", {"severity": "low"}).content.decode()
+    assert "1 anomaly match" in high
+    page2 = alice_client.get("/anomalies/", {"page": 2}).content.decode()
+    assert "2013-10-07 09:30:00" in page2 and "page 2 of 2" in page2
+    assert "SPY" not in carol_client.get("/anomalies/").content.decode()
+    assert "No anomalies" in carol_client.get("/anomalies/").content.decode()
+
+
+def test_dashboard_counts_the_latest_session_not_the_wall_clock(alice_client, org_a, django_capture_on_commit_callbacks):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import AnomalyFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="metric", exchange="XNYS", bar_seconds=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post(f"/api/v1/series/{spy.pk}/points/", [{"ts": "2014-03-05T20:00:00Z", "value": 1.0}],
+                          format="json")
+    for day, minute in ((4, 0), (5, 0), (5, 1)):
+        AnomalyFactory(organization=org_a, series=spy, ts=datetime(2014, 3, day, 15, tzinfo=UTC) + timedelta(
+            minutes=minute))
+    html = alice_client.get("/").content.decode()
+    assert f'data-anomaly-count="{spy.pk}"' in html
+    count = html.split(f'data-anomaly-count="{spy.pk}"')[1].split(">")[1].split("<")[0]
+    assert count == "2"  # the two of 2014-03-05, the data's last day, though "today" has none
+    assert "/anomalies/?series=" in html and "start=2014-03-05T00%3A00%3A00-05%3A00" in html

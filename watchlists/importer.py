@@ -190,6 +190,7 @@ def import_csv(*, actor: Actor, series: Series, path: Path, progress: Callable[[
                 progress(result.received)
     if report.stored:
         analyze_raw_table(series.kind, first_us, last_us)
+        services.announce_import(series, first_us, last_us)
     return report
 
 

@@ -19,7 +19,7 @@ from . import calendars, live, metrics, timerange
 from .backlog import backlog_statements, span_statements
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
-from .signals import batch_stored, points_stored
+from .signals import batch_stored, history_imported, points_stored
 from .store import reader
 from .store.partitions import create_partitions, missing_partitions
 from .store.rollups import RESOLUTIONS
@@ -353,6 +353,12 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
             logger.exception("rollups not queued for stored series %s: the rollup sweep will build them",
                              sorted(spans))
     return send
+
+
+def announce_import(series: Series, first_us: int, last_us: int) -> None:
+    """Tells detection that an import stored points over [first, last] (see signals)."""
+    _robustly(history_imported, organization_id=series.organization_id, series_id=series.pk, start_us=first_us,
+              end_us=last_us)
 
 
 def _spans(stored) -> dict[int, tuple[int, int]]:

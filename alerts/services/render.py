@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from detection.models import Anomaly
+from detection.services.explain import explain, source_name
 from watchlists.models import Watchlist
 
 from ..models import Notification, Target
@@ -34,24 +35,35 @@ def message_id(notification: Notification) -> str:
 
 
 def anomaly_detail(a: Anomaly, now=None) -> dict:
+    """One anomaly in a payload: `ts` in UTC as the API, `local_time` on the series' clock (exchange
+    time for market series) and `explanation`, the sentence the web UI shows."""
     return {
         "id": a.pk, "ts": a.ts.isoformat(), "severity": a.severity, "score": a.score, "text": a.text,
+        "explanation": explain(a), "source_name": source_name(a),
+        "local_time": _local(a.ts, a.series.exchange, "%Y-%m-%d %H:%M:%S"), "zone": _zone_name(a.series.exchange),
         "series": {"id": a.series_id, "symbol": a.series.symbol, "exchange": a.series.exchange},
         "observed": a.observed, "expected": a.expected or None, "source": a.source,
         "rule": {"id": a.rule_id, "name": a.rule.name, "clause": a.text} if a.rule_id else None,
         "detector": ({"id": a.detector_id, "kind": a.detector.kind, "model_version": a.model_version}
                      if a.detector_id else None),
-        "url": f"{settings.SITE_URL}/series/{a.series_id}/?anomaly={a.pk}",
+        "url": f"{settings.SITE_URL}/anomalies/{a.pk}/",
         "api_url": f"{settings.SITE_URL}/api/v1/anomalies/{a.pk}/",
         "label_links": links.label_links(a, now),
     }
 
 
-def _local(ts, exchange: str) -> str:
+def _zone_name(exchange: str) -> str:
+    from watchlists.calendars import timezone_of
+
+    return f"exchange time, {timezone_of(exchange)}" if exchange else "UTC"
+
+
+def _local(ts, exchange: str, fmt: str = "%H:%M") -> str:
+    """The time on the series' clock; the zone is named once, where the message says which it is."""
     from watchlists.calendars import timezone_of
 
     zone = ZoneInfo(timezone_of(exchange)) if exchange else ZoneInfo("UTC")
-    return ts.astimezone(zone).strftime("%H:%M %Z")
+    return ts.astimezone(zone).strftime(fmt)
 
 
 def _summary(n: Notification, anomalies: list[Anomaly], data: dict) -> tuple[str, str]:
@@ -71,10 +83,12 @@ def _summary(n: Notification, anomalies: list[Anomaly], data: dict) -> tuple[str
         total = Watchlist.objects.filter(pk=sub.watchlist_id).values_list("items", flat=True).count()
         data["incident"] = {"watchlist": {"id": sub.watchlist_id, "name": sub.watchlist.name},
                             "symbols": symbols, "moved": len(symbols), "of": total}
-        return "incident.opened", f"{len(symbols)} of {total} symbols moved at {_local(first.ts, first.series.exchange)}"
+        return "incident.opened", (f"{len(symbols)} of {total} symbols moved at {_local(first.ts, first.series.exchange)} "
+                                   f"({_zone_name(first.series.exchange)})")
     if len(anomalies) == 1:
-        return "anomalies.detected", (f"{first.series.symbol}: {first.text} at "
-                                      f"{_local(first.ts, first.series.exchange)} ({first.severity})")
+        return "anomalies.detected", (f"{first.series.symbol}: {explain(first)} at "
+                                      f"{_local(first.ts, first.series.exchange)} ({_zone_name(first.series.exchange)}; "
+                                      f"{first.severity})")
     return "anomalies.detected", f"{len(n.anomaly_ids)} anomalies on {len(symbols)} series ({', '.join(symbols[:5])})"
 
 

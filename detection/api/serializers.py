@@ -3,8 +3,9 @@ from rest_framework import serializers
 from accounts.api.base import ModelSerializer, Serializer
 from accounts.api.fields import TenantPrimaryKeyRelatedField
 from watchlists.models import Series, Watchlist
+from watchlists.store.timeconv import from_us
 
-from ..models import Anomaly, Detector, Feedback, ModelVersion, Rule, Severity, TrainingRun
+from ..models import Anomaly, Detector, Feedback, HistoryRun, ModelVersion, Rule, Severity, TrainingRun
 
 
 class RuleSerializer(ModelSerializer):
@@ -16,12 +17,22 @@ class RuleSerializer(ModelSerializer):
     step = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True,
                                     help_text="milliseconds")
     severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.MEDIUM)
+    run_on_history = serializers.BooleanField(
+        write_only=True, required=False, default=False,
+        help_text="also run the rule over the series' stored history, as a background job (see history_runs)")
+    history_start = serializers.DateTimeField(write_only=True, required=False, allow_null=True,
+                                              help_text="where the history run starts (default: the first point)")
+    history_runs = serializers.SerializerMethodField()
 
     class Meta:
         model = Rule
         fields = ["id", "name", "metrics", "window_size", "step", "round_time", "series", "watchlist", "severity",
-                  "enabled", "created_at", "updated_at"]
+                  "enabled", "created_at", "updated_at", "run_on_history", "history_start", "history_runs"]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_history_runs(self, rule) -> list[dict]:
+        """The history runs this request queued (empty unless run_on_history)."""
+        return HistoryRunSerializer(getattr(rule, "queued_history_runs", []), many=True).data
 
 
 class BacktestQuerySerializer(Serializer):
@@ -105,3 +116,37 @@ class TrainingRunSerializer(ModelSerializer):
 class TrainRequestSerializer(Serializer):
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)
+    run_on_history = serializers.BooleanField(required=False, default=False,
+                                              help_text="once trained, run the model over the stored history")
+    history_start = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class HistoryRequestSerializer(Serializer):
+    start = serializers.DateTimeField(required=False, allow_null=True,
+                                      help_text="where the run starts (default: the series' first point)")
+
+
+class HistoryRunSerializer(ModelSerializer):
+    """A history run: a background job with its progress (points_done of points_total)."""
+
+    progress = serializers.FloatField(read_only=True)
+    source = serializers.CharField(read_only=True)
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+
+    class Meta:
+        model = HistoryRun
+        fields = ["id", "series", "rule", "detector", "source", "training_run", "status", "progress", "points_total",
+                  "points_done", "anomalies_found", "start", "end", "message", "created_at", "started_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+    def get_start(self, run) -> str:
+        return _iso_us(run.start_us)
+
+    def get_end(self, run) -> str:
+        return _iso_us(run.end_us)
+
+
+def _iso_us(us: int) -> str:
+    return from_us(us).isoformat().replace("+00:00", "Z")

@@ -10,4 +10,5 @@ router.register("anomalies", views.AnomalyViewSet, basename="anomaly")
 router.register("detectors", views.DetectorViewSet, basename="detector")
 router.register("models", views.ModelVersionViewSet, basename="modelversion")
 router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun")
+router.register("history-runs", views.HistoryRunViewSet, basename="historyrun")
 urlpatterns = [path("export/", ExportView.as_view(), name="export"), *router.urls]

@@ -8,9 +8,10 @@ from rest_framework.response import Response
 
 from accounts.api.base import TenantReadOnlyViewSet, TenantViewSet
 
-from ..models import Anomaly, Detector, ModelVersion, Rule, TrainingRun
+from ..models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
 from ..services import anomalies as anomaly_services
 from ..services import detectors as detector_services
+from ..services import history as history_services
 from ..services import rules as rule_services
 from . import serializers as s
 
@@ -21,25 +22,33 @@ def _rule_input(data: dict, base: Rule | None = None) -> rule_services.RuleInput
     return rule_services.RuleInput(**fields)
 
 
+def _history_options(data: dict) -> tuple[dict, dict]:
+    """(the rule's fields, {run_on_history, start}) from a validated rule body."""
+    data = dict(data)
+    return data, {"run_on_history": data.pop("run_on_history", False), "start": data.pop("history_start", None)}
+
+
 class RuleViewSet(TenantViewSet):
     """Rules: DolphinDB-style metrics over a series or a watchlist. window_size/step in ms."""
 
     serializer_class = s.RuleSerializer
     queryset = Rule.objects.select_related("series", "watchlist").order_by("pk")
-    action_permissions = {"backtest": "view", "dry_run": "view", "stats": "view"}
+    action_permissions = {"backtest": "view", "dry_run": "view", "stats": "view", "history": "change"}
 
     def perform_create(self, serializer):
-        serializer.instance = rule_services.save_rule(actor=self.actor, data=_rule_input(serializer.validated_data))
+        data, history = _history_options(serializer.validated_data)
+        serializer.instance = history_services.save_rule(actor=self.actor, data=_rule_input(data), **history)
 
     def perform_update(self, serializer):
         rule = serializer.instance
-        data = dict(serializer.validated_data)
+        data, history = _history_options(serializer.validated_data)
         # Switching target: naming one clears the other.
         if data.get("series") is not None:
             data.setdefault("watchlist", None)
         if data.get("watchlist") is not None:
             data.setdefault("series", None)
-        serializer.instance = rule_services.save_rule(actor=self.actor, data=_rule_input(data, rule), rule=rule)
+        serializer.instance = history_services.save_rule(actor=self.actor, data=_rule_input(data, rule), rule=rule,
+                                                         **history)
 
     def perform_destroy(self, instance):
         rule_services.delete_rule(actor=self.actor, rule=instance)
@@ -65,10 +74,22 @@ class RuleViewSet(TenantViewSet):
         body = {k: v for k, v in _dict(request.data).items() if k not in ("start", "end")}
         serializer = self.get_serializer(data=body)
         serializer.is_valid(raise_exception=True)
-        data = rule_services.RuleInput(**serializer.validated_data)
+        data = rule_services.RuleInput(**_history_options(serializer.validated_data)[0])
         rule_services.check_target(self.actor, data)
         rule = Rule(organization_id=self.actor.organization_id, **vars(data))
         return Response(rule_services.backtest(actor=self.actor, rule=rule, **window))
+
+    @extend_schema(request=s.HistoryRequestSerializer, responses={202: s.HistoryRunSerializer(many=True)})
+    @action(detail=True, methods=["post"])
+    def history(self, request, pk=None):
+        """Runs the rule over its series' stored history (from `start`, default the first point) as
+        background jobs; returns them (GET /history-runs/{id}/ for progress). Re-running stores no
+        duplicates."""
+        rule = self.get_object()
+        body = s.HistoryRequestSerializer(data=_dict(request.data))
+        body.is_valid(raise_exception=True)
+        runs = history_services.request_for_rule(actor=self.actor, rule=rule, start=body.validated_data.get("start"))
+        return Response(s.HistoryRunSerializer(runs, many=True).data, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["get"])
     def stats(self, request, pk=None):
@@ -118,7 +139,8 @@ class DetectorViewSet(TenantViewSet):
     queryset = Detector.objects.select_related("series").prefetch_related(
         Prefetch("versions", queryset=ModelVersion.objects.only("id", "detector_id", "version", "active")),
         "runs").order_by("pk")
-    action_permissions = {"train": "change", "drift": "view", "quality": "view", "stream": "view"}
+    action_permissions = {"train": "change", "drift": "view", "quality": "view", "stream": "view",
+                          "history": "change"}
 
     def perform_create(self, serializer):
         serializer.instance = detector_services.save_detector(actor=self.actor, detector=Detector(
@@ -140,9 +162,23 @@ class DetectorViewSet(TenantViewSet):
         detector = self.get_object()
         body = s.TrainRequestSerializer(data=_dict(request.data))
         body.is_valid(raise_exception=True)
-        run = detector_services.request_training(actor=self.actor, detector=detector, **body.validated_data)
+        run = history_services.train(actor=self.actor, detector=detector, **body.validated_data)
+        history = run.history_run
         run.refresh_from_db()
-        return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        data = s.TrainingRunSerializer(run).data
+        return Response({**data, "history_run": s.HistoryRunSerializer(history).data if history else None},
+                        status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.HistoryRequestSerializer, responses={202: s.HistoryRunSerializer})
+    @action(detail=True, methods=["post"])
+    def history(self, request, pk=None):
+        """Runs the active model over the series' stored history as a background job."""
+        detector = self.get_object()
+        body = s.HistoryRequestSerializer(data=_dict(request.data))
+        body.is_valid(raise_exception=True)
+        run = history_services.request_for_detector(actor=self.actor, detector=detector,
+                                                    start=body.validated_data.get("start"))
+        return Response(s.HistoryRunSerializer(run).data if run else None, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["get"])
     def drift(self, request, pk=None):
@@ -189,3 +225,19 @@ class TrainingRunViewSet(TenantReadOnlyViewSet):
 
     serializer_class = s.TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model_version").order_by("-pk")
+
+
+class HistoryRunViewSet(TenantReadOnlyViewSet):
+    """History runs (rules and detectors over stored points): status and progress. Filters: rule,
+    detector, series."""
+
+    serializer_class = s.HistoryRunSerializer
+    queryset = HistoryRun.objects.defer("snapshot").order_by("-pk")
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        for name in ("rule", "detector", "series"):
+            value = self.request.query_params.get(name)
+            if value is not None:
+                qs = qs.filter(**{f"{name}_id": int(value) if value.isdigit() and len(value) < 19 else -1})
+        return qs

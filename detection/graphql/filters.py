@@ -10,7 +10,7 @@ from strawberry import auto
 
 from accounts.errors import InvalidError
 
-from ..models import Detector, Feedback, ModelVersion, Rule, Severity, TrainingRun
+from ..models import Detector, Feedback, HistoryRun, ModelVersion, Rule, Severity, TrainingRun
 from ..services.anomalies import filter_anomalies
 
 
@@ -71,4 +71,12 @@ class ModelVersionFilter:
 @strawberry_django.filter_type(TrainingRun)
 class TrainingRunFilter:
     detector_id: auto
+    status: auto
+
+
+@strawberry_django.filter_type(HistoryRun)
+class HistoryRunFilter:
+    rule_id: auto
+    detector_id: auto
+    series_id: auto
     status: auto

@@ -20,14 +20,35 @@ from watchlists.models import Series, Watchlist
 from ..models import Anomaly, Detector, ModelVersion, Rule
 from ..services import anomalies as anomaly_services
 from ..services import detectors as detector_services
+from ..services import history as history_services
 from ..services import rules as rule_services
-from .types import AnomalyType, BacktestType, DetectorType, ModelVersionType, RuleType, TrainingRunType
+from .types import (
+    AnomalyType,
+    BacktestType,
+    DetectorType,
+    HistoryRunType,
+    ModelVersionType,
+    RuleType,
+    TrainingRunType,
+)
 
 RuleResult = Annotated[RuleType | InputError, strawberry.union("RuleResult")]
 BacktestResult = Annotated[BacktestType | InputError, strawberry.union("BacktestResult")]
 AnomalyResult = Annotated[AnomalyType | InputError, strawberry.union("AnomalyResult")]
 DetectorResult = Annotated[DetectorType | InputError, strawberry.union("DetectorResult")]
 TrainingRunResult = Annotated[TrainingRunType | InputError, strawberry.union("TrainingRunResult")]
+
+
+@strawberry.type(description="The history runs a request queued (none when live detection covers every point).")
+class HistoryRunListType:
+    runs: list[HistoryRunType]
+
+
+HistoryRunsResult = Annotated[HistoryRunListType | InputError, strawberry.union("HistoryRunsResult")]
+
+
+HISTORY_HELP = ("Also run over the series' stored history (from historyStart, default the first point) as "
+                "background jobs: historyRunList(filters: {ruleId: ...}) shows their progress.")
 
 
 @strawberry.input
@@ -41,6 +62,8 @@ class CreateRuleInput:
     round_time: bool = True
     severity: str = "medium"
     enabled: bool = True
+    run_on_history: bool = strawberry.field(default=False, description=HISTORY_HELP)
+    history_start: datetime | None = None
 
 
 @strawberry.input(description="Only the fields given change; naming a series clears the watchlist and vice versa.")
@@ -54,6 +77,8 @@ class UpdateRuleInput:
     round_time: bool | None = strawberry.UNSET
     severity: str | None = strawberry.UNSET
     enabled: bool | None = strawberry.UNSET
+    run_on_history: bool = strawberry.field(default=False, description=HISTORY_HELP)
+    history_start: datetime | None = None
 
 
 @strawberry.input
@@ -102,8 +127,14 @@ def _checked(data: dict) -> dict:
     return data
 
 
+def _history(given: dict) -> dict:
+    """{run_on_history, start} of a rule input (the other fields are the rule's)."""
+    return {"run_on_history": bool(given.get("run_on_history")), "start": given.get("history_start")}
+
+
 def _rule_input(actor: Actor, given: dict, base: Rule | None = None) -> rule_services.RuleInput:
     data = {f: getattr(base, f) for f in rule_services.RuleInput.__dataclass_fields__} if base else {}
+    given = {k: v for k, v in given.items() if k not in ("run_on_history", "history_start")}
     for key, value in given.items():
         if key == "series_id":
             data["series"] = _in_scope(Series, actor, value, "series")
@@ -142,14 +173,15 @@ class DetectionMutation:
     @strawberry_django.mutation(handle_django_errors=False)
     def create_rule(self, info: strawberry.Info, input: CreateRuleInput) -> RuleResult:
         actor = actor_of(info)
-        return input_errors(lambda: rule_services.save_rule(actor=actor, data=_rule_input(actor, vars(input))))
+        return input_errors(lambda: history_services.save_rule(actor=actor, data=_rule_input(actor, vars(input)),
+                                                               **_history(vars(input))))
 
     @strawberry_django.mutation(handle_django_errors=False)
     def update_rule(self, info: strawberry.Info, id: strawberry.ID, input: UpdateRuleInput) -> RuleResult:
         actor = actor_of(info)
         rule = get_for_actor(Rule.objects.all(), actor, id, "change")
-        return input_errors(lambda: rule_services.save_rule(actor=actor, data=_rule_input(actor, given(input), rule),
-                                                            rule=rule))
+        return input_errors(lambda: history_services.save_rule(
+            actor=actor, data=_rule_input(actor, given(input), rule), rule=rule, **_history(given(input))))
 
     @strawberry_django.mutation(handle_django_errors=False)
     def delete_rule(self, info: strawberry.Info, id: strawberry.ID) -> strawberry.ID:
@@ -217,17 +249,40 @@ class DetectionMutation:
     @strawberry_django.mutation(handle_django_errors=False, description="Queues training (default window: the "
                                                                         "last 90 days); returns the run.")
     def train_detector(self, info: strawberry.Info, detector_id: strawberry.ID, start: datetime | None = None,
-                       end: datetime | None = None) -> TrainingRunResult:
+                       end: datetime | None = None, run_on_history: bool = False,
+                       history_start: datetime | None = None) -> TrainingRunResult:
         actor = actor_of(info)
         detector = get_for_actor(Detector.objects.all(), actor, detector_id, "change")
 
         def train():
             if start and end:
                 _window(start, end)
-            run = detector_services.request_training(actor=actor, detector=detector, start=start, end=end)
+            run = history_services.train(actor=actor, detector=detector, start=start, end=end,
+                                         run_on_history=run_on_history, history_start=history_start)
             run.refresh_from_db()
             return run
         return input_errors(train)
+
+    @strawberry_django.mutation(handle_django_errors=False, description="Runs a saved rule over its series' "
+                                "stored history (from start, default the first point) as background jobs.")
+    def run_rule_on_history(self, info: strawberry.Info, id: strawberry.ID,
+                            start: datetime | None = None) -> HistoryRunsResult:
+        actor = actor_of(info)
+        rule = get_for_actor(Rule.objects.all(), actor, id, "change")
+        return input_errors(lambda: HistoryRunListType(
+            runs=history_services.request_for_rule(actor=actor, rule=rule, start=start)))
+
+    @strawberry_django.mutation(handle_django_errors=False, description="Runs a detector's active model over "
+                                "the series' stored history as a background job.")
+    def run_detector_on_history(self, info: strawberry.Info, id: strawberry.ID,
+                                start: datetime | None = None) -> HistoryRunsResult:
+        actor = actor_of(info)
+        detector = get_for_actor(Detector.objects.all(), actor, id, "change")
+
+        def run():
+            found = history_services.request_for_detector(actor=actor, detector=detector, start=start)
+            return HistoryRunListType(runs=[found] if found else [])
+        return input_errors(run)
 
     @strawberry_django.mutation(handle_django_errors=False, description="Makes this model version the active one.")
     def activate_model_version(self, info: strawberry.Info, id: strawberry.ID) -> ModelVersionType:

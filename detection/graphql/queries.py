@@ -8,9 +8,16 @@ from strawberry_django.pagination import OffsetPaginated
 
 from accounts.graphql.base import actor_of, by_id
 
-from ..models import Anomaly, Detector, ModelVersion, Rule, TrainingRun
-from .filters import AnomalyFilter, DetectorFilter, ModelVersionFilter, RuleFilter, TrainingRunFilter
-from .types import AnomalyType, DetectorType, ModelVersionType, RuleType, TrainingRunType
+from ..models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
+from .filters import (
+    AnomalyFilter,
+    DetectorFilter,
+    HistoryRunFilter,
+    ModelVersionFilter,
+    RuleFilter,
+    TrainingRunFilter,
+)
+from .types import AnomalyType, DetectorType, HistoryRunType, ModelVersionType, RuleType, TrainingRunType
 
 
 @strawberry.type
@@ -50,3 +57,10 @@ class DetectionQuery:
 
     training_run_list: OffsetPaginated[TrainingRunType] = strawberry_django.offset_paginated(
         filters=TrainingRunFilter)
+
+    @strawberry_django.field
+    def history_run(self, id: strawberry.ID) -> HistoryRunType | None:
+        return by_id(HistoryRun, id)
+
+    history_run_list: OffsetPaginated[HistoryRunType] = strawberry_django.offset_paginated(
+        filters=HistoryRunFilter)

@@ -11,8 +11,9 @@ from strawberry.scalars import JSON
 
 from accounts.graphql.base import BigInt, TenantScoped
 from watchlists.graphql.types import SeriesType, WatchlistType
+from watchlists.store.timeconv import from_us
 
-from ..models import Anomaly, Detector, ModelVersion, Rule, TrainingRun
+from ..models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
 from ..services import detectors as detector_services
 from ..services import rules as rule_services
 
@@ -166,3 +167,34 @@ class AnomalyEventType:
     score: float | None
     metric_index: int
     observed: JSON
+
+
+@strawberry_django.type(HistoryRun, description="A rule or detector run over a series' stored history: a "
+                                                "background job with its progress.")
+class HistoryRunType(TenantScoped):
+    ordering = ("-pk",)
+
+    id: auto
+    series: SeriesType
+    rule: RuleType | None
+    detector: DetectorType | None
+    status: auto
+    points_total: BigInt
+    points_done: BigInt
+    anomalies_found: auto
+    message: auto
+    created_at: auto
+    started_at: auto
+    finished_at: auto
+
+    @strawberry_django.field(description="0..1: points done of points total.")
+    def progress(self) -> float:
+        return self.progress
+
+    @strawberry_django.field(description="First time covered (UTC).")
+    def start(self) -> datetime:
+        return from_us(self.start_us)
+
+    @strawberry_django.field(description="Last time covered (UTC): where live detection stood.")
+    def end(self) -> datetime:
+        return from_us(self.end_us)

@@ -143,10 +143,27 @@ def request_training(*, actor: Actor, detector: Detector, start: datetime | None
             return active
         run = TrainingRun.objects.create(organization_id=detector.organization_id, detector=detector, start=start,
                                          end=end, requested_by=actor.credited_user)
-        from ..tasks import train_detector
-
-        transaction.on_commit(lambda: train_detector.delay(run.pk, run.organization_id))
+        transaction.on_commit(lambda: _start_training(run.pk, run.organization_id))
     return run
+
+
+def _start_training(run_id: int, organization_id: int) -> None:
+    """Queues the run; in embedded mode (tasks in-process) trains on a thread instead, so the
+    request that asked returns at once and the page shows the progress (as history runs do)."""
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    from ..tasks import train_detector
+
+    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "EMBEDDED_BACKGROUND_THREADS", False):
+        def train():
+            try:
+                run_training(run_id, organization_id)
+            finally:
+                close_old_connections()
+        threading.Thread(target=train, daemon=True, name=f"training-{run_id}").start()
+        return
+    train_detector.delay(run_id, organization_id)
 
 
 def _progress(run: TrainingRun, fraction: float, message: str) -> None:
@@ -282,10 +299,28 @@ def _validation(model, holdout: pd.DataFrame, report: dict) -> dict:
     return out
 
 
-def _baseline(frame: pd.DataFrame) -> dict:
+# Price levels wander: 90 days of them against the last day always "drift" (PSI 7 right after
+# training). Drift compares their one-step relative changes instead, which are stationary.
+LEVEL_COLUMNS = ("value", "vwap_5m", "vwap_15m")
+RETURNS_KEY = "_returns"  # baseline entry naming the columns stored as changes (older models: none)
+
+
+def _drift_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns drift compares: levels as relative changes, the rest as they are."""
     columns = [c for c in ("value", "volume", *FEATURE_COLUMNS) if c in frame.columns]
+    out = frame[columns].astype(float)
+    for c in LEVEL_COLUMNS:
+        if c in out.columns:
+            out[c] = out[c].pct_change()
+    return out
+
+
+def _baseline(frame: pd.DataFrame) -> dict:
+    inputs = _drift_inputs(frame)
     step = max(1, len(frame) // BASELINE_SAMPLE)
-    return {c: [float(x) for x in frame[c].to_numpy(dtype=float)[::step] if np.isfinite(x)] for c in columns}
+    baseline = {c: [float(x) for x in inputs[c].to_numpy()[::step] if np.isfinite(x)] for c in inputs.columns}
+    baseline[RETURNS_KEY] = [c for c in LEVEL_COLUMNS if c in inputs.columns]
+    return baseline
 
 
 def activate_version(*, actor: Actor, version: ModelVersion) -> ModelVersion:
@@ -325,8 +360,12 @@ def drift(detector: Detector) -> dict:
     if version is None or detector.series.last_point_at is None:
         return {"status": "no active model or no data", "features": {}}
     end = detector.series.last_point_at + timedelta(microseconds=1)
-    recent = detector_frame(detector, to_us(end - timedelta(days=1)), to_us(end))
-    train = pd.DataFrame({k: pd.Series(v, dtype=float) for k, v in version.baseline.items()})
+    recent = _drift_inputs(detector_frame(detector, to_us(end - timedelta(days=1)), to_us(end)))
+    as_changes = set(version.baseline.get(RETURNS_KEY, []))
+    # A baseline from before changes were stored holds raw levels: those are not comparable, skip them.
+    stored = {k: v for k, v in version.baseline.items() if k != RETURNS_KEY
+              and (k in as_changes or k not in LEVEL_COLUMNS)}
+    train = pd.DataFrame({k: pd.Series(v, dtype=float) for k, v in stored.items()})
     columns = [c for c in train.columns if c in recent.columns]
     table = psi_table(train[columns], recent[columns]) if len(recent) else {}
     # An infinite PSI (a bin empty on one side) is drift; NaN (no data) is not. JSON carries neither.

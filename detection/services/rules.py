@@ -82,6 +82,11 @@ def check_target(actor: Actor, data: RuleInput) -> list[Series]:
     return list(Series.objects.filter(watchlists=data.watchlist))
 
 
+def definition(rule: Rule) -> tuple:
+    """What decides a rule's anomalies: a change resets its state and replaces its history."""
+    return (rule.metrics, rule.window_size, rule.step, rule.round_time, rule.series_id, rule.watchlist_id)
+
+
 @transaction.atomic
 def save_rule(*, actor: Actor, data: RuleInput, rule: Rule | None = None) -> Rule:
     """Creates or replaces a rule after compiling it; a changed definition resets engine state."""
@@ -91,14 +96,13 @@ def save_rule(*, actor: Actor, data: RuleInput, rule: Rule | None = None) -> Rul
                  step=data.step, round_time=data.round_time)
     creating = rule is None
     rule = rule or Rule(organization_id=actor.organization_id, created_by=actor.credited_user)
-    definition = (rule.metrics, rule.window_size, rule.step, rule.round_time, rule.series_id, rule.watchlist_id)
+    before = definition(rule)
     for field, value in vars(data).items():
         setattr(rule, field, value)
     rule.name = rule.name.strip()
     if not rule.name:
         raise RuleInvalid("A rule needs a name.", details={"name": ["This field is required."]})
-    changed = definition != (rule.metrics, rule.window_size, rule.step, rule.round_time, rule.series_id,
-                             rule.watchlist_id)
+    changed = before != definition(rule)
     if changed and not creating:
         rule.origin_time_ms = None
         RuleState.objects.filter(rule=rule).delete()

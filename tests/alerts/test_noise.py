@@ -47,7 +47,7 @@ def test_14_symbols_of_a_watchlist_in_one_minute_are_one_incident(org_a, alice):
     assert notes.count() == 1
     payload = payload_for(notes.get())
     assert payload["type"] == "incident.opened"
-    assert payload["data"]["summary"] == "14 of 30 symbols moved at 10:31 EDT"
+    assert payload["data"]["summary"] == "14 of 30 symbols moved at 10:31 (exchange time, America/New_York)"
 
 
 def test_cooldown_per_series(org_a, alice, series):

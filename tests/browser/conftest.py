@@ -63,7 +63,9 @@ def app_server(transactional_db, outbox):
     env = {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "CELERY_TASK_ALWAYS_EAGER": "True", "SENDGRID_API_KEY": "SG.browser-test",
            "SENDGRID_API_URL": sendgrid_url, "ACCOUNT_EMAIL_VERIFICATION": "mandatory", "HTTP_THREADS": "8",
-           "SITE_URL": f"http://127.0.0.1:{port}", "TEST_DATABASE_NAME": None}
+           "SITE_URL": f"http://127.0.0.1:{port}", "TEST_DATABASE_NAME": None,
+           # History runs on a thread as in `make run`: the page must show them working in the background.
+           "EMBEDDED_BACKGROUND_THREADS": "True"}
     # The server's log is kept beside the screenshots: the server side of a failed walk.
     with live_server(env, app="tests.browser.asgi:application", port=port,
                      keep_log=ARTIFACTS / "daphne.log") as base:
@@ -99,3 +101,27 @@ def shots(request):
         return path
 
     return take
+
+
+def sign_up(page, mail, email: str, password: str, organization: str) -> None:
+    """Signs up, confirms through the link in the email SendGrid was asked to send, and creates the
+    first organization: where every walk starts."""
+    import re
+
+    from playwright.sync_api import expect
+
+    page.get_by_label("Email:", exact=True).fill(email)
+    page.get_by_label("Password:", exact=True).fill(password)
+    page.get_by_label("Password (again):", exact=True).fill(password)
+    page.get_by_role("button", name=re.compile("Sign Up", re.I)).click()
+    expect(page.get_by_role("heading", name=re.compile("Verify Your Email", re.I))).to_be_visible()
+    confirm = mail.wait_for(lambda m: email in m["to"] and "confirm-email" in m["text"])
+    page.goto(re.search(r"https?://\S+/accounts/confirm-email/\S+/", confirm["text"]).group(0))
+    page.get_by_role("button", name=re.compile("Confirm", re.I)).click()
+    if "/accounts/login/" in page.url:
+        page.get_by_label("Email:", exact=True).fill(email)
+        page.get_by_label("Password:", exact=True).fill(password)
+        page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
+    expect(page.get_by_role("heading", name="Create an organization")).to_be_visible()
+    page.get_by_label("Organization name").fill(organization)
+    page.get_by_role("button", name="Create organization").click()

@@ -149,10 +149,10 @@ def _walk(app_server, context, page, mail, shots):
     page.locator("tbody[data-anomalies] a").first.focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name=re.compile("Anomaly on SPY"))).to_be_visible()
-    expect(page.get_by_text(RULE)).to_be_visible()
+    expect(page.locator("code", has_text=RULE)).to_be_visible()
     shots(page, "anomaly")
     assert_keyboard_reaches_every_control(page)
-    page.get_by_role("button", name="False positive").click()
+    page.get_by_role("button", name="False Alarm").click()
     expect(page.locator("#feedback")).to_contain_text("False Alarm")
     shots(page, "anomaly-false-positive")
 

@@ -100,6 +100,15 @@ def test_tick_series_and_bad_params_are_refused(alice_client, org_a):
     assert r.status_code == 400 and "params" in r.json()["error"]["details"]
 
 
+def test_a_model_right_after_training_has_not_drifted(alice_client, trained):
+    """Price levels of a week against its last day always differ (PSI 7 for a model trained a
+    second ago); drift compares their relative changes."""
+    drift = alice_client.get(f"/api/v1/detectors/{trained['id']}/drift/").json()
+    assert drift["features"]["value"] < 0.25, drift["features"]
+    assert not {"value", "vwap_5m", "vwap_15m"} & set(drift["drifted"]), drift
+    assert not drift["needs_retraining"]
+
+
 def test_drift_and_quality_from_labels(alice_client, trained, ibm):
     drift = alice_client.get(f"/api/v1/detectors/{trained['id']}/drift/").json()
     assert drift["model_version"] == 1 and "value" in drift["features"]
@@ -121,3 +130,33 @@ def test_reactivating_an_older_version(alice_client, trained, django_capture_on_
     r = alice_client.post(f"/api/v1/models/{v1.pk}/activate/")
     assert r.status_code == 200 and r.json()["active"] is True
     assert ModelVersion.objects.filter(detector_id=trained["id"], active=True).count() == 1
+
+
+def test_a_trained_detector_runs_over_the_stored_history(alice_client, ibm, django_capture_on_commit_callbacks):
+    from detection import pipeline
+    from detection.models import DetectionCursor
+
+    pipeline.run_series(ibm.pk, ibm.organization_id)  # live detection has passed the imported points
+    r = alice_client.post("/api/v1/detectors/", {"series": ibm.pk, "kind": "robust_zscore", "threshold": 0.1},
+                          format="json")
+    detector = r.json()["id"]
+    assert alice_client.post(f"/api/v1/detectors/{detector}/history/", {}, format="json").status_code == 400
+    with django_capture_on_commit_callbacks(execute=True):
+        r = alice_client.post(f"/api/v1/detectors/{detector}/train/", {"run_on_history": True}, format="json")
+    assert r.status_code == 202, r.content
+    job = r.json()["history_run"]
+    assert job["status"] == "queued" and job["detector"] == detector
+    done = alice_client.get(f"/api/v1/history-runs/{job['id']}/").json()
+    assert done["status"] == "succeeded" and done["points_done"] == done["points_total"] > 2000, done
+    found = Anomaly.objects.filter(series=ibm, source=f"detector:{detector}")
+    history = sorted(found.values_list("ts", "score"))
+    assert done["anomalies_found"] == len(history) > 0
+    with django_capture_on_commit_callbacks(execute=True):
+        r = alice_client.post(f"/api/v1/detectors/{detector}/history/", {}, format="json")
+    assert r.status_code == 202 and alice_client.get(f"/api/v1/history-runs/{r.json()['id']}/").json()[
+        "anomalies_found"] == 0  # the same model over the same points: nothing new, nothing twice
+    # What the live pipeline finds streaming the same points with the same model: the same anomalies.
+    found.delete()
+    DetectionCursor.objects.filter(series=ibm).update(last_msg_id=-1)
+    pipeline.run_series(ibm.pk, ibm.organization_id)
+    assert sorted(found.values_list("ts", "score")) == history

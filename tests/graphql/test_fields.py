@@ -227,6 +227,39 @@ def test_detectors_models_and_training(alice_gql, org_a, monkeypatch):
     assert alice_gql.data('mutation($id: ID!) { deleteDetector(id: $id) }', id=created["id"])
 
 
+def test_rules_and_detectors_on_history(alice_gql, org_a, django_capture_on_commit_callbacks):
+    import numpy as np
+
+    from accounts.tenancy import system_actor
+    from watchlists.services import ingest
+    from watchlists.store.writer import Points
+
+    series = SeriesFactory(organization=org_a, symbol="h", kind="metric", exchange="", bar_seconds=None)
+    ts = 1_600_000_000_000_000 + np.arange(100, dtype=np.int64) * 1_000_000
+    values = np.where(np.arange(100) % 10 == 3, 50.0, 1.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(actor=system_actor(org_a.pk), batches=[(series, Points("metric", ts, {"value": values}))])
+    with django_capture_on_commit_callbacks(execute=True):
+        rule = alice_gql.data('mutation($s: ID) { createRule(input: {name: "h", metrics: "value > 10", seriesId: $s, '
+                              'runOnHistory: true}) { ... on RuleType { id } } }', s=series.pk)["createRule"]
+    listed = alice_gql.data('query($r: ID) { historyRunList(filters: {ruleId: $r}) { totalCount results '
+                            '{ id status progress pointsDone anomaliesFound start end } } }', r=rule["id"])
+    (run,) = listed["historyRunList"]["results"]
+    assert run["status"] == "succeeded" and run["progress"] == 1.0 and run["anomaliesFound"] == 10
+    assert alice_gql.data('query($id: ID!) { historyRun(id: $id) { pointsDone } }', id=run["id"]) == {
+        "historyRun": {"pointsDone": 100}}
+    with django_capture_on_commit_callbacks(execute=True):
+        again = alice_gql.data('mutation($id: ID!) { runRuleOnHistory(id: $id) { ... on HistoryRunListType '
+                               '{ runs { anomaliesFound } } } }', id=rule["id"])
+    assert again["runRuleOnHistory"] == {"runs": [{"anomaliesFound": 0}]}  # no duplicates
+    assert Anomaly.objects.filter(series=series).count() == 10
+    detector = alice_gql.data('mutation($s: ID!) { createDetector(input: {seriesId: $s, kind: "robust_zscore"}) '
+                              '{ ... on DetectorType { id } } }', s=series.pk)["createDetector"]
+    untrained = alice_gql.data('mutation($id: ID!) { runDetectorOnHistory(id: $id) { ... on InputError '
+                               '{ code message } } }', id=detector["id"])["runDetectorOnHistory"]
+    assert untrained["code"] == "invalid_history_run" and "train" in untrained["message"]
+
+
 def test_session_mutations_need_csrf_but_api_keys_do_not(alice, org_a):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)

@@ -111,6 +111,8 @@ class SeriesViewSet(TenantViewSet):
             points = ingest.points_from_json(body.get("points") if isinstance(body, dict) else body, series.kind, tz)
         (result,) = services.ingest(actor=self.actor, batches=[(series, points)],
                                     idempotency_key=_idempotency_key(request))
+        if isinstance(request.data, bytes) and result.stored:  # a CSV upload: an import of history
+            services.announce_import(series, int(points.ts.min()), int(points.ts.max()))
         return Response(result.as_dict(), status=_ingest_response([result]))
 
     @extend_schema(parameters=[s.PointsQuerySerializer])

@@ -44,24 +44,80 @@
     });
   }
 
+  // Times on the series' clock (exchange time for market series), as the server renders them.
+  const MAX_LIVE_ROWS = 100;
+  const zones = JSON.parse(document.getElementById("live-zones")?.textContent || "{}");
+  const tableZone = document.body.dataset.zone || "UTC";
+  const formats = new Map();  // one formatter per zone: building one costs more than formatting
+  function clock(iso, zone) {
+    const d = new Date(iso);
+    zone = zone || "UTC";
+    if (!formats.has(zone)) {
+      formats.set(zone, new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23", year: "numeric",
+        month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }));
+    }
+    const p = Object.fromEntries(formats.get(zone).formatToParts(d).map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+  }
+
+  function feedbackForm(tbody, event) {  // the same one-click labels as the server-rendered rows
+    if (!tbody.dataset.canChange) return "—";
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = `/anomalies/${event.id}/feedback/`;
+    form.className = "actions feedback";
+    const hidden = (name, value) => {
+      const input = document.createElement("input");
+      Object.assign(input, { type: "hidden", name, value });
+      form.appendChild(input);
+    };
+    hidden("csrfmiddlewaretoken", tbody.dataset.csrf || "");
+    hidden("next", location.pathname + location.search);
+    for (const [value, label, what] of [["confirmed", "Confirm", "Confirm"], ["false_alarm", "False alarm", "Mark a false alarm:"]]) {
+      const button = document.createElement("button");
+      Object.assign(button, { type: "submit", name: "label", value, className: "secondary", textContent: label });
+      button.setAttribute("aria-label", `${what} the anomaly at ${event.ts}`);
+      form.appendChild(button);
+    }
+    return form;
+  }
+
+  function wanted(tbody, event) {
+    const severity = tbody.dataset.severity, source = tbody.dataset.source;
+    if (severity && event.severity !== severity) return false;
+    if (source && !(source.includes(":") ? event.source === source : event.source.startsWith(source + ":"))) return false;
+    return true;
+  }
+
   function onAnomaly(event) {
-    document.querySelectorAll(`[data-anomalies="${event.series}"]`).forEach((tbody) => {
+    const tables = [...document.querySelectorAll(`[data-anomalies="${event.series}"], [data-anomalies="*"]`)];
+    tables.forEach((tbody) => {
+      if (!wanted(tbody, event) || tbody.querySelector(`tr[data-anomaly="${event.id}"]`)) return;
       const empty = tbody.querySelector(".empty");
       if (empty) empty.remove();
       const row = document.createElement("tr");
       row.className = "new";
+      row.dataset.anomaly = event.id;
       const link = document.createElement("a");
       link.href = `/anomalies/${event.id}/`;
-      link.textContent = event.ts.replace("T", " ").replace("Z", "").slice(0, 19);
+      link.textContent = clock(event.ts, zones[event.series] || tableZone);
       const badge = document.createElement("span");
       badge.className = `badge ${event.severity}`;
       badge.textContent = event.severity;
-      for (const content of [link, event.text, badge, "—"]) {
+      const symbol = document.createElement("a");
+      symbol.href = `/series/${event.series}/`;
+      symbol.textContent = event.symbol || `series ${event.series}`;
+      const cells = tbody.dataset.columns
+        ? [symbol, link, event.text, event.explanation || "", badge, feedbackForm(tbody, event)]
+        : [link, event.explanation || event.text, badge, feedbackForm(tbody, event)];
+      for (const content of cells) {
         const cell = document.createElement("td");
         cell.append(content);
         row.appendChild(cell);
       }
       tbody.prepend(row);
+      // A live table keeps its newest rows; older ones are a page away (the Anomalies page).
+      while (tbody.children.length > MAX_LIVE_ROWS) tbody.lastElementChild.remove();
     });
     document.querySelectorAll(`[data-anomaly-count="${event.series}"]`).forEach((el) => {
       el.textContent = String(Number(el.textContent || 0) + 1);

@@ -20,7 +20,9 @@
     metrics.setAttribute("aria-invalid", "true");
     const first = result.errors[0] || { message: result.message };
     out.textContent = first.position != null
-      ? `${first.message} (at character ${first.position + 1})` : (first.message || result.message);
+      // The API's 0-based offset, in the API's words, so the page and the API never disagree.
+      ? (/position \d+/.test(first.message) ? first.message : `${first.message} (position ${first.position})`)
+      : (first.message || result.message);
     if (first.position != null && document.activeElement !== metrics) {
       metrics.setSelectionRange(first.position, first.position + 1);
     }

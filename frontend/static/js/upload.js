@@ -26,7 +26,8 @@
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON: reported below */ }
       if (xhr.status < 300) {
         status.textContent = `Stored ${body.stored.toLocaleString()} of ${body.received.toLocaleString()} points`
-          + (body.duplicate ? " (already imported)." : ". Reload to see them on the chart.");
+          + (body.duplicate ? " (already imported)." : ". The series' rules run over them; the chart below is redrawn.");
+        if (!body.duplicate) document.dispatchEvent(new CustomEvent("ah:imported"));
         return;
       }
       const err = body.error || {};
