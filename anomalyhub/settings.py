@@ -226,7 +226,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "anomalyhub.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "anomalyhub.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "anomalyhub.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "auth": env_str("THROTTLE_AUTH_RATE", "20/min"),
@@ -242,6 +242,9 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"FeedbackLabelEnum": "detection.models.Feedback"},
+    # 3.1: a nullable reference is `oneOf: [$ref, {type: null}]`, which strict validators and
+    # generated clients read as meant (3.0's `allOf` + `nullable` is ignored by strict 3.0.3 tools).
+    "OAS_VERSION": "3.1.0",
 }
 
 # --- Static, i18n ------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -34,7 +33,6 @@ def _idempotency_key(request) -> str | None:
 # The point pages are the API's largest bodies: orjson renders them; the browsable API stays.
 POINTS_RENDERERS = [points_api.PointsJSONRenderer,
                     *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
-INGEST_PARSERS = [FastJSONParser, *(p for p in api_settings.DEFAULT_PARSER_CLASSES if p is not JSONParser)]
 
 
 def _ingest_response(results):
@@ -47,7 +45,7 @@ class SeriesViewSet(TenantViewSet):
 
     serializer_class = s.SeriesSerializer
     queryset = Series.objects.order_by("symbol")
-    parser_classes = [FastJSONParser, CSVParser]
+    parser_classes = [FastJSONParser]
 
     def required_action(self):
         if self.action == "points" and self.request.method == "POST":
@@ -80,7 +78,7 @@ class SeriesViewSet(TenantViewSet):
         symbol = self.request.query_params.get("symbol")
         return qs.filter(symbol=symbol) if symbol else qs
 
-    @extend_schema(methods=["GET"], parameters=[s.PointsQuerySerializer],
+    @extend_schema(methods=["GET"], parameters=[s.PointsQuerySerializer], responses=s.PointsPageSerializer,
                    description="Points by time range. Rows are [ts, *columns]; at most `limit` rows "
                                "(default 10,000, max 50,000); `truncated` and `next` say when more remain.")
     @extend_schema(methods=["POST"], request={"application/json": {"type": "array", "items": {"type": "object"}},
@@ -90,7 +88,9 @@ class SeriesViewSet(TenantViewSet):
                    description="Ingest points: a JSON array of objects or a CSV body (Alpha Vantage intraday CSV "
                                "accepted as is). A bad row rejects the whole batch with 400 and a list of "
                                "{row, column, reason}.")
-    @action(detail=True, methods=["get", "post"], renderer_classes=POINTS_RENDERERS)
+    # CSV is a way to send points, nothing else: on /series/ itself it could only meet a 400.
+    @action(detail=True, methods=["get", "post"], renderer_classes=POINTS_RENDERERS,
+            parser_classes=[FastJSONParser, CSVParser])
     def points(self, request, pk=None):
         series = self.get_object()
         if request.method == "POST":
@@ -115,7 +115,7 @@ class SeriesViewSet(TenantViewSet):
                                     idempotency_key=_idempotency_key(request))
         return Response(result.as_dict(), status=_ingest_response([result]))
 
-    @extend_schema(parameters=[s.PointsQuerySerializer])
+    @extend_schema(parameters=[s.PointsQuerySerializer], responses=s.PointsPageSerializer)
     @action(detail=True, methods=["get"], renderer_classes=POINTS_RENDERERS)
     def features(self, request, pk=None):
         """Seed 001's feature table (1-minute, point-in-time correct)."""
@@ -151,7 +151,7 @@ class WatchlistViewSet(TenantViewSet):
 class IngestView(ActorMixin, APIView):
     """Points for many series in one atomic request, keyed by symbol."""
 
-    parser_classes = INGEST_PARSERS
+    parser_classes = [FastJSONParser]  # the body is a JSON object of lists: no form can carry it
 
     def required_action(self):
         return "ingest"
