@@ -47,10 +47,14 @@ class AutoSchema(SpectacularAutoSchema):
         if operation is None:
             return None
         error = self.resolve_serializer(ErrorSerializer, "response").ref
+        # The JSON error body; a view that also renders pages for browsers (a one-click link's
+        # ?format=html) answers its errors as a page there too.
+        content = {"application/json": {"schema": error},
+                   **{mt: {"schema": {"type": "string"}} for mt in self.map_renderers("media_type") if mt == "text/html"}}
         for code in sorted(self._error_statuses(operation, method)):
             # A view's own description of the status (e.g. the export's 429) is kept; the body is the one body.
             response = operation["responses"].setdefault(str(code), {"description": ERROR_DESCRIPTIONS[code]})
-            response["content"] = {"application/json": {"schema": error}}
+            response["content"] = content
         return operation
 
     def _error_statuses(self, operation, method) -> set[int]:

@@ -19,6 +19,7 @@ from watchlists.providers.alphavantage import PER_SECOND_WAIT, AlphaVantage
 from watchlists.providers.base import ProviderError
 from watchlists.providers.polygon import Polygon
 
+from .conftest import bar_times
 from .fakes import (
     AV_BURST,
     AV_DAILY,
@@ -28,7 +29,6 @@ from .fakes import (
     is_extended,
     session_minutes,
 )
-from .conftest import bar_times
 
 DAY = date(2024, 3, 12)
 
