@@ -290,7 +290,9 @@ class CloseReasons:
 # Origin checks happen in ActorMiddleware: programs without an Origin header must get through.
 application = ProtocolTypeRouter({
     "http": http_app,
-    "websocket": CloseReasons(WriteBufferScope(ActorMiddleware(URLRouter(websocket_urlpatterns)))),
+    # WriteBufferScope first: it and CloseReasons both find daphne's protocol in the `send` daphne
+    # gives, which CloseReasons replaces with its own.
+    "websocket": WriteBufferScope(CloseReasons(ActorMiddleware(URLRouter(websocket_urlpatterns)))),
 })
 
 
