@@ -249,11 +249,52 @@ class WriteBufferScope:
         return await self.app({**scope, "unsent_bytes": lambda: _unsent_bytes(protocol)}, receive, send)
 
 
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 are the code
+
+
+def close_payload(message) -> tuple[int, bytes | None]:
+    """An ASGI websocket.close as (code, reason in UTF-8 cut to what a close frame holds)."""
+    reason = (message.get("reason") or "").encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore").encode()
+    return message.get("code", 1000), reason or None
+
+
+class CloseReasons:
+    """WebSocket closes as the application asked them, reason included, under daphne.
+
+    daphne writes the close frame through autobahn's sendClose with the code only: the ASGI
+    message's `reason` is dropped (clients saw 4403/4408/4409 with no text), and codes sendClose
+    refuses (it takes 1000 and 3000-4999 only, so 1009 "too big" and 1011) raise in the server,
+    log a traceback and leave the socket open. Once a socket is open this sends the frame itself
+    through autobahn's sendCloseFrame, which takes any code and the reason, and then goes through
+    the same closing handshake. Before accept, a close stays daphne's handshake refusal (HTTP 403);
+    our consumers accept first, so that browsers, which cannot read a handshake's status, get the
+    code and the reason. Under another server the messages pass through untouched."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        protocol = next(iter(getattr(send, "args", ())), None)
+        if not callable(getattr(protocol, "sendCloseFrame", None)):
+            return await self.app(scope, receive, send)
+
+        async def send_closing_with_reason(message):
+            if message.get("type") == "websocket.close" and protocol.state == protocol.STATE_OPEN:
+                code, reason = close_payload(message)
+                protocol.sendCloseFrame(code=code, reasonUtf8=reason)
+                return
+            await send(message)
+
+        return await self.app(scope, receive, send_closing_with_reason)
+
+
 # Origin checks happen in ActorMiddleware: programs without an Origin header must get through.
 # TrustedProxies first: every later layer sees the client address it decided.
 application = TrustedProxies(ProtocolTypeRouter({
     "http": http_app,
-    "websocket": WriteBufferScope(ActorMiddleware(URLRouter(websocket_urlpatterns))),
+    # WriteBufferScope first: it and CloseReasons both find daphne's protocol in the `send` daphne
+    # gives, which CloseReasons replaces with its own.
+    "websocket": WriteBufferScope(CloseReasons(ActorMiddleware(URLRouter(websocket_urlpatterns)))),
 }))
 
 

@@ -23,6 +23,7 @@ from strawberry.channels import GraphQLWSConsumer
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.django.views import GraphQLView
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from accounts import bruteforce
 from accounts.audit import client_ip
@@ -119,7 +120,7 @@ class AnomalyHubGraphQLWSConsumer(AccessBoundConsumer, GraphQLWSConsumer):
         return await super().dispatch(message)
 
     async def access_ended(self):
-        await self.close(code=CLOSE_FORBIDDEN)
+        await self.close(code=CLOSE_FORBIDDEN, reason="Forbidden: your access ended; authenticate again to reconnect")
 
     async def disconnect(self, code):
         await self.unbind_access()
@@ -132,9 +133,10 @@ class AnomalyHubGraphQLWSConsumer(AccessBoundConsumer, GraphQLWSConsumer):
         while received and now - received[0] > WS_FLOOD_WINDOW:
             received.popleft()
         if len(received) > WS_FLOOD_MESSAGES:
-            return await self.close(code=CLOSE_FLOOD)
+            return await self.close(code=CLOSE_FLOOD, reason=f"Too many messages: more than {WS_FLOOD_MESSAGES} "
+                                                             f"in {WS_FLOOD_WINDOW:.0f} s")
         if len(text_data or bytes_data or "") > WS_MAX_FRAME_BYTES:
-            return await self.close(code=CLOSE_TOO_BIG)
+            return await self.close(code=CLOSE_TOO_BIG, reason=f"Frame too large: at most {WS_MAX_FRAME_BYTES} bytes")
         return await super().receive(text_data=text_data, bytes_data=bytes_data)
 
     async def get_context(self, request, response) -> dict:
@@ -150,7 +152,11 @@ class AnomalyHubGraphQLWSConsumer(AccessBoundConsumer, GraphQLWSConsumer):
         return None
 
 
-graphql_ws_consumer = AnomalyHubGraphQLWSConsumer.as_asgi(schema=schema)
+# graphql-transport-ws only: a client offering just the legacy graphql-ws is accepted and closed with
+# 4406 "Subprotocol not acceptable" (strawberry's answer), never served the legacy protocol, whose
+# refusal path closed with 1011 (a code daphne refuses: the socket stayed open, logging tracebacks).
+graphql_ws_consumer = AnomalyHubGraphQLWSConsumer.as_asgi(schema=schema,
+                                                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
 
 # Included by anomalyhub.urls (path "graphql/") and anomalyhub.routing (WebSocket "graphql/").
 urlpatterns = [path("", graphql_view, name="graphql")]

@@ -45,6 +45,8 @@ class Pagination(LimitOffsetPagination):
 
     def get_paginated_response_schema(self, schema):
         schema = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):  # DRF writes OpenAPI 3.0's `nullable`; the document is 3.1
+            schema["properties"][link] = {"type": ["string", "null"], "format": "uri"}
         schema["properties"]["limit"] = {"type": "integer"}
         schema["properties"]["max_limit"] = {"type": "integer"}
         return schema

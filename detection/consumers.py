@@ -30,6 +30,13 @@ MAX_SERIES_PER_SUBSCRIPTION = 500
 MAX_SUBSCRIPTIONS = 100
 FLOOD_WINDOW, FLOOD_MESSAGES = 10.0, 100
 CLOSE_UNAUTHORIZED, CLOSE_TOO_SLOW, CLOSE_FLOOD, CLOSE_TOO_BIG = 4401, 4008, 4029, 1009
+# Close reasons (at most 123 bytes: a close frame's limit) say what happened and what to do next.
+REASON_UNAUTHORIZED = "unauthorized: send Authorization: Bearer <api key>, or ?ticket= from POST /api/v1/live/tickets/"
+REASON_FOREIGN_ORIGIN = "forbidden: this Origin may not use the live feed"
+REASON_ACCESS_ENDED = "access_revoked: your access ended; authenticate again to reconnect"
+REASON_TOO_SLOW = "too_slow: the connection fell behind; reconnect and re-sync over REST"
+REASON_FLOOD = f"rate_limited: more than {FLOOD_MESSAGES} messages in {FLOOD_WINDOW:.0f} s"
+REASON_TOO_BIG = f"frame_too_large: frames are limited to {MAX_FRAME_BYTES} bytes"
 
 
 def heartbeat_seconds() -> float:
@@ -78,7 +85,11 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("ticket", [None])[0]
         actor, session_key, session = await socket_actor(self.scope, ticket)
         if actor.organization_id is None or not actor.can("view"):
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            # Accepted, then closed: a browser cannot read a refused handshake's status, but it can
+            # read a close code and its reason.
+            await self.accept()
+            foreign = self.scope.get("origin_status") == "foreign"
+            await self.close(code=CLOSE_UNAUTHORIZED, reason=REASON_FOREIGN_ORIGIN if foreign else REASON_UNAUTHORIZED)
             return
         self.actor = actor
         self.subscriptions: dict[int, dict] = {}
@@ -122,13 +133,13 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         if len(self.received) > FLOOD_MESSAGES:
             metrics.WS_DROPPED.labels("flood").inc()
             await self._error("rate_limited", f"More than {FLOOD_MESSAGES} messages in {FLOOD_WINDOW:.0f} s.")
-            await self.close(code=CLOSE_FLOOD)
+            await self.close(code=CLOSE_FLOOD, reason=REASON_FLOOD)
             return
         if text_data is None:
             return await self._error("bad_request", "Send JSON text frames.")
         if len(text_data) > MAX_FRAME_BYTES:
             await self._error("frame_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
-            await self.close(code=CLOSE_TOO_BIG)
+            await self.close(code=CLOSE_TOO_BIG, reason=REASON_TOO_BIG)
             return
         try:
             message = json.loads(text_data)
@@ -212,7 +223,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         self.dropped = True  # no more events while closing
         await self._error("access_revoked", "Your access to this organization has ended (key revoked, membership "
                           "removed or changed, or signed out). Authenticate again to reconnect.")
-        await self.close(code=CLOSE_UNAUTHORIZED)
+        await self.close(code=CLOSE_UNAUTHORIZED, reason=REASON_ACCESS_ENDED)
 
     async def _error(self, code: str, text: str, details=None):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
@@ -235,7 +246,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             self.dropped = True
             metrics.WS_DROPPED.labels("too_slow").inc()
             await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
-            await self.close(code=CLOSE_TOO_SLOW)
+            await self.close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
             return
         head, sent = None, 0
         for sub_id, sub in self.subscriptions.items():

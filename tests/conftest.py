@@ -29,6 +29,13 @@ def _clean_cache():
     export_api._SLOTS = threading.BoundedSemaphore(settings.EXPORT_STREAMS)
 
 
+@pytest.fixture(autouse=True)
+def _responses_match_openapi(settings):
+    """Every /api/v1/ response a test client receives is checked against the OpenAPI document
+    (tests/openapi_conformance.py): the schema cannot drift from what the code answers."""
+    settings.MIDDLEWARE = ["tests.openapi_conformance.ResponseConformanceMiddleware", *settings.MIDDLEWARE]
+
+
 @pytest.fixture
 def org_a(db):
     return OrganizationFactory(name="Org A")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 
 
@@ -35,6 +36,19 @@ def timezone_of(code: str) -> str:
 
 def is_open(code: str, ts: datetime) -> bool:
     return bool(get_calendar(code).is_open_on_minute(pd.Timestamp(ts).tz_convert("UTC").floor("min")))
+
+
+def in_session(code: str, ts_us: np.ndarray) -> np.ndarray:
+    """For epoch-microsecond times: True where the minute lies in one of the exchange's regular
+    sessions (not pre-market, after-hours, weekends or holidays)."""
+    if not len(ts_us):
+        return np.zeros(0, dtype=bool)
+    cal = get_calendar(code)
+    minutes = pd.DatetimeIndex(ts_us.astype("datetime64[us]"), tz="UTC").floor("min")
+    first, last = max(minutes.min(), cal.first_minute), min(minutes.max(), cal.last_minute)
+    if first > last:
+        return np.zeros(len(ts_us), dtype=bool)
+    return np.asarray(minutes.isin(cal.minutes_in_range(first, last)))
 
 
 def minute_of_session(code: str, ts: datetime) -> int | None:

@@ -223,7 +223,7 @@ class InvitationViewSet(TenantListCreateDestroyViewSet):
     def perform_destroy(self, instance):
         services.delete_invitation(actor=self.actor, invitation_id=instance.pk)
 
-    @extend_schema(request=s.AcceptInvitationSerializer, responses=s.MembershipSerializer)
+    @extend_schema(request=s.AcceptInvitationSerializer, responses={201: s.MembershipSerializer})
     @action(detail=False, methods=["post"], url_path="accept")
     def accept(self, request):
         data = s.AcceptInvitationSerializer(data=request.data)

@@ -67,6 +67,7 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     channel = serializers.CharField(read_only=True, help_text="email | webhook")
+    email = serializers.EmailField(read_only=True, allow_blank=True, help_text="the address; empty for a webhook")
     attempts_log = DeliveryAttemptSerializer(source="delivery_attempts", many=True, read_only=True)
 
     class Meta:

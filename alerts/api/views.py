@@ -141,6 +141,7 @@ class SignedLinkViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
     renderer_classes = [JSONRenderer, TemplateHTMLRenderer]
     metadata_class = None  # OPTIONS would describe a serializer this viewset does not have (500)
+    extra_error_statuses = (410,)  # an expired or used-up link (services.links.LinkExpired)
 
     @extend_schema(responses={200: OpenApiResponse(description="what the link does")})
     def retrieve(self, request, token=None):

@@ -45,14 +45,46 @@ class BacktestQuerySerializer(Serializer):
         return data
 
 
+class _UnlabelledAsNull(serializers.ChoiceField):
+    """The model stores "not labelled yet" as ""; the API says null, which the enum can describe."""
+
+    def to_representation(self, value):
+        return super().to_representation(value) if value else None
+
+
 class AnomalySerializer(ModelSerializer):
     symbol = serializers.CharField(read_only=True)  # annotated by the viewset's queryset
+    feedback = _UnlabelledAsNull(choices=Feedback.choices, allow_null=True, read_only=True,
+                                 help_text="The label given, or null while unlabelled.")
 
     class Meta:
         model = Anomaly
         fields = ["id", "series", "symbol", "ts", "source", "rule", "metric_index", "text", "observed", "expected",
                   "score", "severity", "model_version", "feedback", "feedback_at", "created_at"]
         read_only_fields = fields
+
+
+class BacktestAnomalySerializer(Serializer):
+    series = serializers.IntegerField()
+    symbol = serializers.CharField()
+    ts = serializers.DateTimeField()
+    metric_index = serializers.IntegerField()
+    text = serializers.CharField()
+    observed = serializers.DictField(help_text="The values the metric saw, by expression.")
+
+
+class BacktestResultSerializer(Serializer):
+    """What rules.services.backtest answers: the anomalies a rule would have produced; nothing stored."""
+
+    rule = serializers.IntegerField(allow_null=True, help_text="null for an unsaved rule (dry run)")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    rows_processed = serializers.IntegerField()
+    count = serializers.IntegerField()
+    per_series = serializers.DictField(child=serializers.IntegerField(), help_text="series id -> anomalies")
+    anomalies = BacktestAnomalySerializer(many=True)
+    truncated = serializers.BooleanField()
+    max_rows = serializers.IntegerField()
 
 
 class FeedbackSerializer(Serializer):
@@ -104,7 +136,7 @@ class ModelVersionSerializer(ModelSerializer):
 
 
 class TrainingRunSerializer(ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
 
     class Meta:
         model = TrainingRun

@@ -1,8 +1,9 @@
 """Rules and anomalies REST API: thin adapters over detection services."""
 
 from django.db.models import F, Prefetch
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -58,7 +59,7 @@ class RuleViewSet(TenantViewSet):
         query.is_valid(raise_exception=True)
         return query.validated_data
 
-    @extend_schema(request=None, parameters=[s.BacktestQuerySerializer])
+    @extend_schema(request=None, parameters=[s.BacktestQuerySerializer], responses=s.BacktestResultSerializer)
     @action(detail=True, methods=["post"])
     def backtest(self, request, pk=None):
         """The anomalies this rule would have produced over [start, end); nothing is stored."""
@@ -66,7 +67,8 @@ class RuleViewSet(TenantViewSet):
         window = self._window(request)
         return Response(rule_services.backtest(actor=self.actor, rule=rule, **window))
 
-    @extend_schema(request=s.RuleSerializer, parameters=[s.BacktestQuerySerializer], operation_id="rules_dry_run")
+    @extend_schema(request=s.RuleSerializer, parameters=[s.BacktestQuerySerializer], operation_id="rules_dry_run",
+                   responses=s.BacktestResultSerializer)
     @action(detail=False, methods=["post"], url_path="backtest")
     def dry_run(self, request):
         """Backtests an unsaved rule (the body is a rule) over [start, end)."""
@@ -91,6 +93,7 @@ class RuleViewSet(TenantViewSet):
         runs = history_services.request_for_rule(actor=self.actor, rule=rule, start=body.validated_data.get("start"))
         return Response(s.HistoryRunSerializer(runs, many=True).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)  # the engine's own counters, named as DolphinDB names them
     @action(detail=True, methods=["get"])
     def stats(self, request, pk=None):
         """Engine statistics as in DolphinDB's getStreamEngineStat, summed over the rule's series."""
@@ -180,10 +183,14 @@ class DetectorViewSet(TenantViewSet):
                                                     start=body.validated_data.get("start"))
         return Response(s.HistoryRunSerializer(run).data if run else None, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)  # per-feature statistics, keyed by feature name
     @action(detail=True, methods=["get"])
     def drift(self, request, pk=None):
         return Response(detector_services.drift(self.get_object()))
 
+    @extend_schema(responses=inline_serializer("DetectorQuality", {
+        "precision": serializers.DictField(help_text="labelled, precision and labels by kind"),
+        "suggested_threshold": serializers.DictField(allow_null=True), "threshold": serializers.FloatField()}))
     @action(detail=True, methods=["get"])
     def quality(self, request, pk=None):
         detector = self.get_object()
@@ -191,6 +198,7 @@ class DetectorViewSet(TenantViewSet):
                          "suggested_threshold": detector_services.suggest_threshold(detector),
                          "threshold": detector.threshold})
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)  # `state` and `model_version`, plus the model's own status
     @action(detail=True, methods=["get"])
     def stream(self, request, pk=None):
         """The streaming model's readiness: warming up (and how many more points), or ready."""

@@ -13,6 +13,7 @@ from accounts import services
 from accounts.models import ApiKey, Membership
 from accounts.tenancy import actor_for_user
 from anomalyhub.asgi import application
+from detection.consumers import REASON_ACCESS_ENDED
 from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
 from tests.graphql.ws_isolation import PROTOCOL
 
@@ -76,7 +77,7 @@ async def assert_revoked(client: WebsocketCommunicator):
     error = await client.receive_json_from(timeout=5)
     assert error["type"] == "error" and error["code"] == "access_revoked", error
     closed = await client.receive_output(timeout=5)
-    assert closed == {"type": "websocket.close", "code": 4401}
+    assert closed == {"type": "websocket.close", "code": 4401, "reason": REASON_ACCESS_ENDED}
 
 
 async def assert_still_open(client: WebsocketCommunicator, quiet_for=0.5):

@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user, issue_ticket, system_actor
 from anomalyhub.asgi import application
+from detection.consumers import REASON_FOREIGN_ORIGIN, REASON_UNAUTHORIZED
 from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
 from watchlists.services import ingest
 from watchlists.store.writer import Points
@@ -114,12 +115,18 @@ async def test_auth_by_ticket_and_refusals():
     client, connected, _ = await connect(path=f"/ws/v1/live/?ticket={ticket}")
     assert connected and (await client.receive_json_from(timeout=5))["organization"] == org.pk
     await client.disconnect()
-    for path, headers in [("/ws/v1/live/?ticket=forged", []), ("/ws/v1/live/", []),
-                          ("/ws/v1/live/", [(b"origin", b"https://evil.example.com")])]:
-        client, connected, code = await connect(path=path, headers=headers)
-        assert not connected and code == 4401, (path, code)
-    client, connected, code = await connect(key, headers=[(b"origin", b"https://evil.example.com")])
-    assert not connected  # a foreign Origin is refused even with a valid key
+    for path, headers, reason in [("/ws/v1/live/?ticket=forged", [], REASON_UNAUTHORIZED),
+                                  ("/ws/v1/live/", [], REASON_UNAUTHORIZED),
+                                  ("/ws/v1/live/", [(b"origin", b"https://evil.example.com")], REASON_FOREIGN_ORIGIN)]:
+        await assert_refused(*await connect(path=path, headers=headers), reason)
+    # a foreign Origin is refused even with a valid key
+    await assert_refused(*await connect(key, headers=[(b"origin", b"https://evil.example.com")]), REASON_FOREIGN_ORIGIN)
+
+
+async def assert_refused(client, connected, _, reason):
+    """Accepted, then closed 4401 with a reason a browser can read (a refused handshake has none)."""
+    assert connected
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401, "reason": reason}
 
 
 async def test_garbage_oversized_and_flooding_clients():

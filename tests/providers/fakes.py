@@ -21,9 +21,15 @@ import pandas as pd
 AV_NOTE = ("Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 "
            "calls per day. Please visit https://www.alphavantage.co/premium/ if you would like to target a "
            "higher API call frequency.")
-AV_DAILY = ("Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please "
-            "subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove "
-            "all daily rate limits.")
+# Alpha Vantage's current texts (HTTP 200, an "Information" key): the per-second burst note, which
+# also names the daily quota, and the daily limit itself. "Note" (AV_NOTE) is the older per-minute text.
+AV_BURST = ("Thank you for using Alpha Vantage! Please consider spreading out your free API requests more "
+            "sparingly (1 request per second). You may subscribe to any of the premium plans at "
+            "https://www.alphavantage.co/premium/ to lift the free key rate limit (25 requests per day) and "
+            "instantly unlock all premium endpoints")
+AV_DAILY = ("We have detected your API key as AVTESTKEY and our standard API rate limit is 25 requests per day. "
+            "Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly "
+            "remove all daily rate limits.")
 AV_ERROR = ("Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) "
             "for TIME_SERIES_INTRADAY.")
 
@@ -33,6 +39,20 @@ def session_minutes(day: date, tz: str = "America/New_York", open_="09:30", clos
     start = pd.Timestamp(f"{day} {open_}").tz_localize(tz)
     end = pd.Timestamp(f"{day} {close}").tz_localize(tz)
     return pd.date_range(start, end, freq="1min", inclusive="left")
+
+
+def with_extended_hours(minutes: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The regular-session minutes plus each of their days' pre-market (04:00-09:30) and after-hours
+    (16:00-20:00) minutes, as Alpha Vantage (extended_hours=true, its default) and Polygon serve."""
+    days = sorted({ts.date() for ts in minutes})
+    extra = [session_minutes(day, str(minutes.tz), "04:00", "09:30").append(
+        session_minutes(day, str(minutes.tz), "16:00", "20:00")) for day in days]
+    return minutes.append(extra).sort_values() if extra else minutes
+
+
+def is_extended(ts: pd.Timestamp) -> bool:
+    local = ts.tz_convert("America/New_York")
+    return not ("09:30" <= f"{local:%H:%M}" < "16:00")
 
 
 def bar_values(i: int) -> tuple[float, float, float, float, int]:
@@ -49,11 +69,27 @@ def av_csv(minutes: pd.DatetimeIndex) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def av_json(symbol: str, interval: str, minutes: pd.DatetimeIndex) -> str:
+    """Alpha Vantage intraday JSON (datatype=json, the default): "Meta Data" and "Time Series (1min)",
+    newest first, values as strings."""
+    series = {}
+    for i, ts in sorted(enumerate(minutes), key=lambda x: x[1], reverse=True):
+        o, h, lo, c, v = bar_values(i)
+        series[f"{ts:%Y-%m-%d %H:%M:%S}"] = {"1. open": f"{o:.4f}", "2. high": f"{h:.4f}", "3. low": f"{lo:.4f}",
+                                             "4. close": f"{c:.4f}", "5. volume": str(v)}
+    last = f"{minutes.max():%Y-%m-%d %H:%M:%S}" if len(minutes) else ""
+    meta = {"1. Information": f"Intraday ({interval}) open, high, low, close prices and volume", "2. Symbol": symbol,
+            "3. Last Refreshed": last, "4. Interval": interval, "5. Output Size": "Full size",
+            "6. Time Zone": "US/Eastern"}
+    return json.dumps({"Meta Data": meta, f"Time Series ({interval})": series})
+
+
 class FakeServer:
     """A threaded HTTP server; `handle(method, path, query)` returns (status, headers, body)."""
 
     def __init__(self):
         self.requests: list[tuple[str, dict]] = []
+        self.headers: list[dict] = []  # each request's headers, in the order of `requests`
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +97,8 @@ class FakeServer:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 fake.requests.append((parts.path, query))
-                status, headers, body = fake.handle(parts.path, query)
+                fake.headers.append(dict(self.headers.items()))
+                status, headers, body = fake.handle(parts.path, query, dict(self.headers.items()))
                 data = body if isinstance(body, bytes) else body.encode()
                 self.send_response(status)
                 for k, v in headers.items():
@@ -88,7 +125,7 @@ class FakeServer:
         self.server.shutdown()
         self.server.server_close()
 
-    def handle(self, path, query):
+    def handle(self, path, query, headers=None):
         raise NotImplementedError
 
 
@@ -104,7 +141,7 @@ class FakeAlphaVantage(FakeServer):
         self.overrides: dict[str, str] = {}  # month -> raw body
         self.latest_end: date | None = None
 
-    def handle(self, path, query):
+    def handle(self, path, query, headers=None):
         if path != "/query" or query.get("function") != "TIME_SERIES_INTRADAY":
             return 200, {"Content-Type": "application/json"}, json.dumps({"Error Message": AV_ERROR})
         if query.get("apikey") != self.API_KEY:
@@ -118,6 +155,8 @@ class FakeAlphaVantage(FakeServer):
         if month in self.overrides:
             return 200, {"Content-Type": "text/csv"}, self.overrides[month]
         minutes = self.minutes[symbol]
+        if query.get("extended_hours", "true") != "false":  # Alpha Vantage's default: 04:00-20:00 ET
+            minutes = with_extended_hours(minutes)
         if month:
             keep = minutes.strftime("%Y-%m") == month
         else:
@@ -125,7 +164,9 @@ class FakeAlphaVantage(FakeServer):
             keep = (minutes < end) & (minutes >= end - pd.Timedelta(days=30))
         if query.get("outputsize") == "compact":
             keep = keep & (minutes >= minutes[keep][-100:].min()) if keep.any() else keep
-        return 200, {"Content-Type": "text/csv"}, av_csv(minutes[keep])
+        if query.get("datatype", "json") == "csv":
+            return 200, {"Content-Type": "text/csv"}, av_csv(minutes[keep])
+        return 200, {"Content-Type": "application/json"}, av_json(symbol, query.get("interval", "1min"), minutes[keep])
 
 
 class FakePolygon(FakeServer):
@@ -133,10 +174,16 @@ class FakePolygon(FakeServer):
 
     API_KEY = "pg-test-key"
 
+    # Polygon's answers for plan limits (HTTP 403) and delayed plans (status DELAYED, HTTP 200).
+    NOT_AUTHORIZED = {"status": "NOT_AUTHORIZED", "request_id": "na",
+                      "message": "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing"}
+
     def __init__(self, page_size: int = 500):
         super().__init__()
         self.bars: dict[str, dict[int, tuple]] = {}
         self.page_size = page_size
+        self.history_days: int | None = None  # the plan's reach back from the newest bar; older: 403
+        self.delayed = False  # a delayed plan: status "DELAYED" instead of "OK"
         self.scripted: list[tuple[int, dict, str]] = []
         self.malformed_pages: set[int] = set()  # page numbers (0-based) answered with a broken result
         self.trades: dict[str, list[dict]] = {}  # /v3/trades results per ticker, any order
@@ -151,24 +198,33 @@ class FakePolygon(FakeServer):
         """/v3/trades/{T}: timestamp.gte/lt in ns, sorted ascending, `next_url` with a cursor."""
         gte, lt = int(query.get("timestamp.gte", 0)), int(query.get("timestamp.lt", 2 ** 63 - 1))
         rows = sorted((t for t in self.trades.get(ticker, []) if gte <= t["sip_timestamp"] < lt),
-                      key=lambda t: t["sip_timestamp"])
+                      key=lambda t: t["sip_timestamp"], reverse=query.get("order") == "desc")
         page = int(query.get("cursor", 0))
-        chunk = [dict(r) for r in rows[page * self.page_size:(page + 1) * self.page_size]]
+        size = min(self.page_size, int(query.get("limit", 1000)))  # /v3/trades' default limit: 1,000
+        chunk = [dict(r) for r in rows[page * size:(page + 1) * size]]
         if page in self.malformed_pages and chunk:
             del chunk[len(chunk) // 2]["price"]
         body = {"results": chunk, "status": "OK", "request_id": f"t{page}"}
-        if (page + 1) * self.page_size < len(rows):
+        if (page + 1) * size < len(rows):
             # Polygon's next_url keeps the query; the cursor replaces the offset.
-            body["next_url"] = f"{self.url}{path}?cursor={page + 1}&timestamp.gte={gte}&timestamp.lt={lt}"
+            options = "".join(f"&{k}={query[k]}" for k in ("order", "sort", "limit") if k in query)
+            body["next_url"] = f"{self.url}{path}?cursor={page + 1}&timestamp.gte={gte}&timestamp.lt={lt}{options}"
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
-    def add_minutes(self, symbol: str, minutes: pd.DatetimeIndex):
+    def add_minutes(self, symbol: str, minutes: pd.DatetimeIndex, extended_hours: bool = True):
+        """The session's bars, and (as Polygon's aggregates have them) its days' extended hours."""
         bars = self.bars.setdefault(symbol, {})
-        for i, ts in enumerate(minutes):
+        for i, ts in enumerate(with_extended_hours(minutes) if extended_hours else minutes):
             bars[int(ts.value // 1_000_000)] = bar_values(i)
 
-    def handle(self, path, query):
-        if query.get("apiKey") != self.API_KEY:
+    @staticmethod
+    def _key(query, headers) -> str | None:
+        """Polygon takes the key as ?apiKey= or as `Authorization: Bearer` (the official client's way)."""
+        auth = (headers or {}).get("Authorization", "")
+        return auth[len("Bearer "):] if auth.startswith("Bearer ") else query.get("apiKey")
+
+    def handle(self, path, query, headers=None):
+        if self._key(query, headers) != self.API_KEY:
             return 401, {"Content-Type": "application/json"}, json.dumps(
                 {"status": "ERROR", "request_id": "x", "error": "Unknown API Key"})
         if self.scripted:
@@ -185,19 +241,27 @@ class FakePolygon(FakeServer):
         start = int(start) if start.isdigit() else int(pd.Timestamp(start).value // 1_000_000)
         end = int(end) if end.isdigit() else int((pd.Timestamp(end) + pd.Timedelta(days=1)).value // 1_000_000) - 1
         assert (mult, unit) == (1, "minute"), (mult, unit)
-        times = sorted(t for t in self.bars.get(ticker, {}) if start <= t <= end)
+        bars = self.bars.get(ticker, {})
+        if self.history_days is not None and bars and start < max(bars) - self.history_days * 86_400_000:
+            return 403, {"Content-Type": "application/json"}, json.dumps(self.NOT_AUTHORIZED)
+        times = sorted((t for t in bars if start <= t <= end), reverse=query.get("sort") == "desc")
         page = int(query.get("cursor", 0))
-        chunk = times[page * self.page_size:(page + 1) * self.page_size]
+        size = min(self.page_size, int(query.get("limit", 5000)))  # Polygon's default limit: 5,000
+        chunk = times[page * size:(page + 1) * size]
         results = []
         for t in chunk:
             o, h, lo, c, v = self.bars[ticker][t]
             results.append({"v": v, "vw": round((h + lo) / 2, 4), "o": o, "c": c, "h": h, "l": lo, "t": t, "n": 12})
         if page in self.malformed_pages and results:
             del results[len(results) // 2]["c"]
-        body = {"ticker": ticker, "queryCount": len(times), "resultsCount": len(results), "adjusted": True,
-                "results": results, "status": "OK", "request_id": f"req{page}", "count": len(results)}
-        if (page + 1) * self.page_size < len(times):
-            body["next_url"] = f"{self.url}{path}?cursor={page + 1}"
+        body = {"ticker": ticker, "queryCount": len(times), "resultsCount": len(results),
+                "adjusted": query.get("adjusted", "true") != "false", "results": results,
+                "status": "DELAYED" if self.delayed else "OK", "request_id": f"req{page}", "count": len(results)}
+        if (page + 1) * size < len(times):
+            # Polygon's next_url keeps the query's options; the cursor replaces the offset (no key).
+            options = {k: v for k, v in query.items() if k in ("adjusted", "sort", "limit")}
+            body["next_url"] = f"{self.url}{path}?" + "&".join(f"{k}={v}" for k, v in
+                                                               {"cursor": page + 1, **options}.items())
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
 
@@ -209,8 +273,13 @@ class FakePolygonSocket:
 
     API_KEY = FakePolygon.API_KEY
 
-    def __init__(self, script: Callable[[int], tuple[list[list[dict]], bool]]):
+    MAX_CONNECTIONS = ("Maximum number of websocket connections exceeded. You have reached the connection limit "
+                       "for your account. Please contact support at https://polygon.io/contact to increase your limit.")
+
+    def __init__(self, script: Callable[[int], tuple[list[list[dict]], bool]], max_connections: int = 1):
         self.script = script
+        self.max_connections = max_connections  # authenticated sockets per key, as on Polygon's plans
+        self.authenticated: set = set()  # the sockets that passed auth and are still open
         self.connections = 0
         self.received: list[dict] = []
         self.loop = asyncio.new_event_loop()
@@ -221,7 +290,12 @@ class FakePolygonSocket:
     async def _handler(self, ws):
         self.connections += 1
         number = self.connections
+        try:
+            await self._serve(ws, number)
+        finally:
+            self.authenticated.discard(ws)
 
+    async def _serve(self, ws, number):
         async def send(events):
             await ws.send(json.dumps(events))
 
@@ -231,8 +305,14 @@ class FakePolygonSocket:
             self.received.append(msg)
             if msg.get("action") == "auth":
                 ok = msg.get("params") == self.API_KEY
+                if ok and len(self.authenticated) >= self.max_connections:
+                    await send([{"ev": "status", "status": "max_connections", "message": self.MAX_CONNECTIONS}])
+                    await ws.close()
+                    return
                 await send([{"ev": "status", "status": "auth_success" if ok else "auth_failed",
                              "message": "authenticated" if ok else "authentication failed"}])
+                if ok:
+                    self.authenticated.add(ws)
             elif msg.get("action") == "subscribe":
                 await send([{"ev": "status", "status": "success", "message": f"subscribed to: {msg['params']}"}])
                 batches, drop = self.script(number)

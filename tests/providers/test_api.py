@@ -97,10 +97,11 @@ def test_backfill_action_runs_and_resumes(alice_client, actor, pg_link, fake_pol
     assert response.status_code == 202, response.content
     backfill = Backfill.objects.get(pk=response.json()["id"])  # tasks are eager in tests
     assert backfill.status == "done" and backfill.done_until == date(2024, 3, 12) and backfill.rows_stored == 780
-    assert len(fake_polygon.requests) == 2  # Saturday and Sunday were never asked for
+    # Saturday and Sunday were never asked for; each day is 960 bars with extended hours: 2 pages of 500.
+    assert len(fake_polygon.requests) == 4
     with django_capture_on_commit_callbacks(execute=True):
         again = alice_client.post(url, {"start": "2024-03-09", "end": "2024-03-12"}, format="json").json()
-    assert again["id"] == backfill.pk and len(fake_polygon.requests) == 2
+    assert again["id"] == backfill.pk and len(fake_polygon.requests) == 4
     assert len(bar_times(pg_link.series_id)) == 780
     listed = results(alice_client.get("/api/v1/backfills/").json())
     assert [b["id"] for b in listed] == [backfill.pk]

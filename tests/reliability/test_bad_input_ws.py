@@ -87,7 +87,7 @@ async def test_an_oversized_frame_is_refused_and_closed_with_1009(clean_store):
     reply = await client.receive_json_from(timeout=5)
     closed = await client.receive_output(timeout=5)
     assert reply["code"] == "frame_too_large" and str(consumers.MAX_FRAME_BYTES) in reply["message"]
-    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TOO_BIG}
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TOO_BIG, "reason": consumers.REASON_TOO_BIG}
     assert await _stored() == before
     record("Bad input", f"WebSocket live feed: frame over {consumers.MAX_FRAME_BYTES} bytes",
            outcome=f"error frame_too_large, close {consumers.CLOSE_TOO_BIG}", stored_changed=0)
@@ -104,7 +104,7 @@ async def test_a_flood_is_cut_off_with_4029_and_other_clients_are_unaffected(cle
     closed = await flooder.receive_output(timeout=5)
     assert [r["type"] for r in replies[:-1]] == ["pong"] * consumers.FLOOD_MESSAGES
     assert replies[-1]["code"] == "rate_limited"
-    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_FLOOD}
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_FLOOD, "reason": consumers.REASON_FLOOD}
     await neighbour.send_json_to({"action": "ping", "echo": "still here"})
     assert (await neighbour.receive_json_from(timeout=5))["echo"] == "still here"
     await neighbour.disconnect()
@@ -147,8 +147,8 @@ async def test_graphql_socket_floods_and_oversized_frames_are_closed(clean_store
         "query": "subscription { anomalies { id } }" + " " * gv.WS_MAX_FRAME_BYTES}})
     big_close = await big.receive_output(timeout=5)
     assert pongs == gv.WS_FLOOD_MESSAGES - 1
-    assert flood_close == {"type": "websocket.close", "code": gv.CLOSE_FLOOD}
-    assert big_close == {"type": "websocket.close", "code": gv.CLOSE_TOO_BIG}
+    assert (flood_close["code"], flood_close["reason"].split(":")[0]) == (gv.CLOSE_FLOOD, "Too many messages")
+    assert (big_close["code"], big_close["reason"].split(":")[0]) == (gv.CLOSE_TOO_BIG, "Frame too large")
     assert await _stored() == before
     record("Bad input", "WebSocket GraphQL: flood and frame over 64 KiB",
            outcome=f"flood: {pongs} pongs then close {gv.CLOSE_FLOOD}; oversized: close {gv.CLOSE_TOO_BIG}",

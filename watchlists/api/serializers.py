@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api.base import ModelSerializer, Serializer
@@ -54,6 +55,28 @@ class PointsQuerySerializer(Serializer):
     resolution = serializers.ChoiceField(choices=["raw", "1m", "5m", "1h"], default="raw")
     limit = serializers.IntegerField(min_value=1, max_value=50_000, default=10_000)
     time_format = serializers.ChoiceField(choices=["iso", "epoch_ms"], default="iso")
+
+
+@extend_schema_field({"type": ["string", "number", "null"]})
+class _PointCell(serializers.JSONField):
+    """A row's time (ISO string or epoch ms) or a value (a number, null when missing)."""
+
+
+class PointsPageSerializer(Serializer):
+    """The body of GET /points/ and /features/ (written by watchlists.api.points.page)."""
+
+    series = serializers.IntegerField()
+    resolution = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    columns = serializers.ListField(child=serializers.CharField(), help_text='"ts" first, then the value columns.')
+    points = serializers.ListField(
+        child=serializers.ListField(child=_PointCell()),
+        help_text="Rows [ts, *values]: ts as ISO 8601 or epoch milliseconds (time_format), a missing value null.")
+    count = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    truncated = serializers.BooleanField()
+    next = serializers.URLField(allow_null=True, help_text="The next page when truncated, else null.")
 
 
 class IngestResultSerializer(Serializer):

@@ -11,6 +11,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.api.base import ActorMixin, PkLookup, TenantViewSet
+from anomalyhub.parsers import JSONParser
 
 from .. import ingest, services
 from ..models import Series, Watchlist, WatchlistItem
@@ -45,7 +46,7 @@ class SeriesViewSet(TenantViewSet):
 
     serializer_class = s.SeriesSerializer
     queryset = Series.objects.order_by("symbol")
-    parser_classes = [*api_settings.DEFAULT_PARSER_CLASSES, CSVParser]
+    parser_classes = [JSONParser]
 
     def required_action(self):
         if self.action == "points" and self.request.method == "POST":
@@ -78,7 +79,7 @@ class SeriesViewSet(TenantViewSet):
         symbol = self.request.query_params.get("symbol")
         return qs.filter(symbol=symbol) if symbol else qs
 
-    @extend_schema(methods=["GET"], parameters=[s.PointsQuerySerializer],
+    @extend_schema(methods=["GET"], parameters=[s.PointsQuerySerializer], responses=s.PointsPageSerializer,
                    description="Points by time range. Rows are [ts, *columns]; at most `limit` rows "
                                "(default 10,000, max 50,000); `truncated` and `next` say when more remain.")
     @extend_schema(methods=["POST"], request={"application/json": {"type": "array", "items": {"type": "object"}},
@@ -88,7 +89,9 @@ class SeriesViewSet(TenantViewSet):
                    description="Ingest points: a JSON array of objects or a CSV body (Alpha Vantage intraday CSV "
                                "accepted as is). A bad row rejects the whole batch with 400 and a list of "
                                "{row, column, reason}.")
-    @action(detail=True, methods=["get", "post"], renderer_classes=POINTS_RENDERERS)
+    # CSV is a way to send points, nothing else: on /series/ itself it could only meet a 400.
+    @action(detail=True, methods=["get", "post"], renderer_classes=POINTS_RENDERERS,
+            parser_classes=[JSONParser, CSVParser])
     def points(self, request, pk=None):
         series = self.get_object()
         if request.method == "POST":
@@ -115,7 +118,7 @@ class SeriesViewSet(TenantViewSet):
             services.announce_import(series, int(points.ts.min()), int(points.ts.max()))
         return Response(result.as_dict(), status=_ingest_response([result]))
 
-    @extend_schema(parameters=[s.PointsQuerySerializer])
+    @extend_schema(parameters=[s.PointsQuerySerializer], responses=s.PointsPageSerializer)
     @action(detail=True, methods=["get"], renderer_classes=POINTS_RENDERERS)
     def features(self, request, pk=None):
         """Seed 001's feature table (1-minute, point-in-time correct)."""
@@ -150,6 +153,8 @@ class WatchlistViewSet(TenantViewSet):
 
 class IngestView(ActorMixin, APIView):
     """Points for many series in one atomic request, keyed by symbol."""
+
+    parser_classes = [JSONParser]  # the body is a JSON object of lists: no form can carry it
 
     def required_action(self):
         return "ingest"

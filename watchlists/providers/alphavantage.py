@@ -30,6 +30,7 @@ INTERVALS = {60: "1min", 300: "5min", 900: "15min", 1800: "30min", 3600: "60min"
 CSV_HEADER = ["timestamp", "open", "high", "low", "close", "volume"]
 # Alpha Vantage does not send Retry-After; its per-minute quota resets within a minute.
 PER_MINUTE_WAIT = 60.0
+PER_SECOND_WAIT = 2.0  # the free key's burst limit is 1 request per second
 
 
 class AlphaVantage(Provider):
@@ -46,8 +47,10 @@ class AlphaVantage(Provider):
         return INTERVALS[target.bar_seconds]
 
     def _get_csv(self, params: dict) -> pd.DataFrame:
+        # extended_hours=false: the regular session only (Alpha Vantage serves 04:00-20:00 ET by
+        # default); the project stores the regular session (watchlists.providers.services.store).
         params = {"function": "TIME_SERIES_INTRADAY", "datatype": "csv", "outputsize": "full",
-                  **params, "apikey": self.api_key}
+                  "extended_hours": "false", **params, "apikey": self.api_key}
 
         def call():
             resp = http_get(self.base_url(), params)
@@ -119,6 +122,10 @@ def _json_error(text: str) -> ProviderError:
     if not message:
         return MalformedPayload("Alpha Vantage answered JSON where CSV was expected.")
     lowered = message.lower()
+    # The current burst note ("1 request per second") also names the daily quota ("25 requests per
+    # day"): it is a short wait, recognised before the daily limit.
+    if "per second" in lowered or "spreading out" in lowered:
+        return RateLimited(f"Alpha Vantage rate limit: {message}", retry_after=PER_SECOND_WAIT)
     # The classic per-minute Note mentions both quotas ("5 calls per minute and 500 calls per day"),
     # so the minute case is recognised first.
     if "per minute" in lowered or "frequency" in lowered:

@@ -63,6 +63,10 @@ class Polygon(Provider):
             if resp.status == 429:
                 raise RateLimited("Polygon rate limit (HTTP 429).",
                                   retry_after=retry_after_seconds(resp.headers, DEFAULT_429_WAIT))
+            if resp.status == 403 and _status(resp) == "NOT_AUTHORIZED":
+                # The key is fine; the plan does not cover this data (too far back, or a market it lacks).
+                raise ProviderError(f"Polygon: your plan does not include this data ({_message(resp)}). Ask for a "
+                                    "more recent range, or upgrade the Polygon plan.", permanent=True)
             if resp.status in (401, 403):
                 raise AuthFailed(f"Polygon refused the key (HTTP {resp.status}): {_message(resp)}")
             if resp.status >= 500:
@@ -134,6 +138,14 @@ class Polygon(Provider):
         channels = ",".join(f"{'T' if t.kind == 'trade' else 'AM'}.{t.symbol}" for t in targets)
         await PolygonStream(url=self.ws_url(), api_key=self.api_key, channels=channels, on_events=on_events,
                             on_reconnect=on_reconnect, **options).run(stop)
+
+
+def _status(resp) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get("status") if isinstance(body, dict) else None
 
 
 def _message(resp) -> str:
@@ -264,6 +276,7 @@ class PolygonStream:
                 for m in messages:
                     if isinstance(m, dict) and m.get("ev") == "status" and m.get("status") in ("auth_failed",):
                         raise AuthFailed(f"Polygon stream: {m.get('message', 'authentication failed')}")
+                    _stop_if_max_connections(m)
                 if data:
                     await self.on_events(data)
         finally:
@@ -273,11 +286,22 @@ class PolygonStream:
         while True:
             messages = await asyncio.wait_for(conn.receive(None), self.open_timeout)
             for m in messages or []:
+                _stop_if_max_connections(m)
                 if isinstance(m, dict) and m.get("ev") == "status":
                     if m.get("status") == status:
                         return
                     if failure and m.get("status") == failure:
                         raise AuthFailed(f"Polygon stream: {m.get('message', failure)}")
+
+
+def _stop_if_max_connections(message) -> None:
+    """Polygon allows a plan a number of sockets per key (one on most): past it, it says
+    `max_connections` and closes. Reconnecting would only take the other stream's place or be
+    refused again, so the stream stops and says why."""
+    if isinstance(message, dict) and message.get("ev") == "status" and message.get("status") == "max_connections":
+        raise ProviderError("Polygon stream: another connection already uses this key (max_connections: "
+                            f"{message.get('message', '')}). Stopped reconnecting: stop the other stream, or raise "
+                            "the plan's connection limit.", permanent=True)
 
 
 class _Connection:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor, system_actor
 
-from .. import ingest
+from .. import calendars, ingest
 from .. import services as series_services
 from ..models import Series
 from ..store import reader
@@ -164,11 +164,26 @@ def _content_key(series: Series, points: Points) -> str:
     return f"provider:{series.pk}:{digest.hexdigest()}"
 
 
+def regular_session(series: Series, points: Points) -> Points:
+    """What a provider sent, less its off-session points.
+
+    Alpha Vantage (by default) and Polygon serve extended hours, 04:00-20:00 ET. The project imports
+    the exchange's regular session only: rules, detectors, rollups and gap detection then all see
+    the one session the exchange calendar defines, and thin pre-market prints raise no false alarms.
+    Series without an exchange (metrics, crypto) keep every point. Uploads are stored as sent."""
+    if not series.exchange or not len(points):
+        return points
+    keep = calendars.in_session(series.exchange, points.ts)
+    return points if keep.all() else _subset(points, keep)
+
+
 def store(*, actor: Actor, series: Series, points: Points) -> int:
-    """One atomic ingest keyed by content: the same answer stored twice is stored once.
+    """One atomic ingest keyed by content: the same answer stored twice is stored once. Only the
+    regular session is kept (regular_session).
 
     No partition cap: a provider's full daily history (Alpha Vantage: 20+ years of bars) is one
     answer, and its times still lie in the series' accepted range (watchlists.timerange)."""
+    points = regular_session(series, points)
     if not len(points):
         return 0
     (result,) = series_services.ingest(actor=actor, batches=[(series, points)],
