@@ -182,3 +182,13 @@ class HistoryRunSerializer(ModelSerializer):
 
 def _iso_us(us: int) -> str:
     return from_us(us).isoformat().replace("+00:00", "Z")
+
+
+class TrainResponseSerializer(TrainingRunSerializer):
+    """A queued training run, with the history run that follows it when run_on_history was asked."""
+
+    history_run = HistoryRunSerializer(read_only=True, allow_null=True)
+
+    class Meta(TrainingRunSerializer.Meta):
+        fields = [*TrainingRunSerializer.Meta.fields, "history_run"]
+        read_only_fields = fields

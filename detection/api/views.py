@@ -82,7 +82,7 @@ class RuleViewSet(TenantViewSet):
         return Response(rule_services.backtest(actor=self.actor, rule=rule, **window))
 
     @extend_schema(request=s.HistoryRequestSerializer, responses={202: s.HistoryRunSerializer(many=True)})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], pagination_class=None)
     def history(self, request, pk=None):
         """Runs the rule over its series' stored history (from `start`, default the first point) as
         background jobs; returns them (GET /history-runs/{id}/ for progress). Re-running stores no
@@ -158,7 +158,7 @@ class DetectorViewSet(TenantViewSet):
     def perform_destroy(self, instance):
         detector_services.delete_detector(actor=self.actor, detector=instance)
 
-    @extend_schema(request=s.TrainRequestSerializer, responses={202: s.TrainingRunSerializer})
+    @extend_schema(request=s.TrainRequestSerializer, responses={202: s.TrainResponseSerializer})
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Queues training on the series' history (default: the last 90 days); returns the run."""
@@ -168,20 +168,20 @@ class DetectorViewSet(TenantViewSet):
         run = history_services.train(actor=self.actor, detector=detector, **body.validated_data)
         history = run.history_run
         run.refresh_from_db()
-        data = s.TrainingRunSerializer(run).data
-        return Response({**data, "history_run": s.HistoryRunSerializer(history).data if history else None},
-                        status=status.HTTP_202_ACCEPTED)
+        run.history_run = history
+        return Response(s.TrainResponseSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=s.HistoryRequestSerializer, responses={202: s.HistoryRunSerializer})
-    @action(detail=True, methods=["post"])
+    @extend_schema(request=s.HistoryRequestSerializer, responses={202: s.HistoryRunSerializer(many=True)})
+    @action(detail=True, methods=["post"], pagination_class=None)
     def history(self, request, pk=None):
-        """Runs the active model over the series' stored history as a background job."""
+        """Runs the active model over the series' stored history as a background job; returns it
+        (an empty list when live detection already covers every stored point)."""
         detector = self.get_object()
         body = s.HistoryRequestSerializer(data=_dict(request.data))
         body.is_valid(raise_exception=True)
         run = history_services.request_for_detector(actor=self.actor, detector=detector,
                                                     start=body.validated_data.get("start"))
-        return Response(s.HistoryRunSerializer(run).data if run else None, status=status.HTTP_202_ACCEPTED)
+        return Response(s.HistoryRunSerializer([run] if run else [], many=True).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)  # per-feature statistics, keyed by feature name
     @action(detail=True, methods=["get"])

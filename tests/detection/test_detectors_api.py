@@ -153,7 +153,7 @@ def test_a_trained_detector_runs_over_the_stored_history(alice_client, ibm, djan
     assert done["anomalies_found"] == len(history) > 0
     with django_capture_on_commit_callbacks(execute=True):
         r = alice_client.post(f"/api/v1/detectors/{detector}/history/", {}, format="json")
-    assert r.status_code == 202 and alice_client.get(f"/api/v1/history-runs/{r.json()['id']}/").json()[
+    assert r.status_code == 202 and alice_client.get(f"/api/v1/history-runs/{r.json()[0]['id']}/").json()[
         "anomalies_found"] == 0  # the same model over the same points: nothing new, nothing twice
     # What the live pipeline finds streaming the same points with the same model: the same anomalies.
     found.delete()
