@@ -234,6 +234,17 @@ REST_FRAMEWORK = {
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# --- GraphQL limits (docs/security.md, "Limits"): checked on the document, before any resolver runs.
+GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 20)
+GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 4000)
+# Rows per page of every GraphQL list of objects, top-level or nested (also the default page).
+GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
+# Estimated objects and fields one operation may resolve, page sizes multiplied through its nesting
+# (anomalyhub/graphql_cost.py). Two nested full pages fit (a page of 100 deliveries with 3 fields of
+# 100 attempts each costs 30,503); three (100^3, a million) do not.
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 50_000)
+STRAWBERRY_DJANGO = {"PAGINATION_DEFAULT_LIMIT": GRAPHQL_MAX_PAGE_SIZE, "PAGINATION_MAX_LIMIT": GRAPHQL_MAX_PAGE_SIZE}
 SPECTACULAR_SETTINGS = {
     "TITLE": "AnomalyHub API",
     "DESCRIPTION": "Anomaly detection for market data and any other time series.",
