@@ -301,6 +301,29 @@ EXPORT_STREAMS = env_int("EXPORT_STREAMS", max(1, HTTP_THREADS // 2))
 # container's CPU quota (usable_cores).
 WEB_PROCESSES = env_int("WEB_PROCESSES", usable_cores() + 1 if PRODUCTION else 1)
 
+# --- Cost limits (docs/security.md, "Limits"): each checked before the work it bounds ---------
+# Windows one row can fall in (windowSize / step); a rule asking for more is refused when saved or
+# backtested (400 invalid_rule).
+RULE_MAX_WINDOWS_PER_POINT = env_int("RULE_MAX_WINDOWS_PER_POINT", 1_000)
+# Windows one engine call (a backtest of one series, or a detection chunk of one rule and series)
+# may compute; counted arithmetically before any is built. A backtest over it is refused (400
+# backtest_too_large); a live chunk over it is skipped for that rule, reported in its stats.
+RULE_MAX_WINDOWS_PER_CALL = env_int("RULE_MAX_WINDOWS_PER_CALL", 200_000)
+# Raw points one backtest reads per series, and the anomalies it lists.
+BACKTEST_MAX_ROWS = env_int("BACKTEST_MAX_ROWS", 5_000_000)
+BACKTEST_MAX_LISTED = env_int("BACKTEST_MAX_LISTED", 10_000)
+# Anomalies one detection chunk may store; the rest of each series' become one summary anomaly
+# carrying their count and time range (detection/limits.py).
+ANOMALIES_PER_CHUNK_MAX = env_int("ANOMALIES_PER_CHUNK_MAX", 1_000)
+# Detection chunks one task runs for an organization before it queues the rest behind other
+# organizations' work (one chunk = DETECTION_SNAPSHOT_INTERVAL points per series).
+DETECTION_CHUNKS_PER_TASK = env_int("DETECTION_CHUNKS_PER_TASK", 4)
+# Backtests and exports one organization may run at once, across every process (429 beyond).
+ORG_MAX_BACKTESTS = env_int("ORG_MAX_BACKTESTS", 2)
+ORG_MAX_EXPORTS = env_int("ORG_MAX_EXPORTS", 1)
+# A slot a crashed process never gave back is free again after this many seconds.
+ORG_SLOT_SECONDS = env_int("ORG_SLOT_SECONDS", 900)
+
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
