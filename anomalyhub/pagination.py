@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework.pagination import LimitOffsetPagination
 
 
@@ -5,7 +6,7 @@ class Pagination(LimitOffsetPagination):
     """limit/offset, with a stated maximum: asking for more is capped and the response says so."""
 
     default_limit = 50
-    max_limit = 1000
+    max_limit = settings.API_MAX_PAGE_SIZE
 
     def paginate_queryset(self, queryset, request, view=None):
         """DRF's, except that the page is read first: a page shorter than the limit (the common case

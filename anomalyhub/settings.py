@@ -302,6 +302,9 @@ EXPORT_STREAMS = env_int("EXPORT_STREAMS", max(1, HTTP_THREADS // 2))
 WEB_PROCESSES = env_int("WEB_PROCESSES", usable_cores() + 1 if PRODUCTION else 1)
 
 # --- Cost limits (docs/security.md, "Limits"): each checked before the work it bounds ---------
+# Rows per page of REST lists (?limit= above it is capped and the page says so) and of points reads.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1_000)
+POINTS_MAX_PAGE_ROWS = env_int("POINTS_MAX_PAGE_ROWS", 50_000)
 # Windows one row can fall in (windowSize / step); a rule asking for more is refused when saved or
 # backtested (400 invalid_rule).
 RULE_MAX_WINDOWS_PER_POINT = env_int("RULE_MAX_WINDOWS_PER_POINT", 1_000)

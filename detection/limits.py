@@ -42,9 +42,14 @@ def _summary(rest: list[Anomaly], limit: int) -> Anomaly:
     text = (f"{len(rest):,} anomalies from {first.ts.isoformat()} to {last.ts.isoformat()} were not stored one "
             f"by one: this detection pass reached its limit of {limit:,} (ANOMALIES_PER_CHUNK_MAX). The first was: "
             f"{first.text}")
-    return Anomaly(organization_id=first.organization_id, series=first.series, rule=first.rule,
-                   detector=first.detector, source=first.source, ts=first.ts, metric_index=first.metric_index,
-                   text=text[:2000], severity=first.severity, model_version=first.model_version,
-                   observed={"suppressed": len(rest), "first_ts": first.ts.isoformat(),
-                             "last_ts": last.ts.isoformat(), "by_source": sources,
-                             "limit": limit, "setting": "ANOMALIES_PER_CHUNK_MAX"})
+    summary = Anomaly(organization_id=first.organization_id, series_id=first.series_id, rule_id=first.rule_id,
+                      detector_id=first.detector_id, source=first.source, ts=first.ts,
+                      metric_index=first.metric_index, text=text[:2000], severity=first.severity,
+                      model_version=first.model_version,
+                      observed={"suppressed": len(rest), "first_ts": first.ts.isoformat(),
+                                "last_ts": last.ts.isoformat(), "by_source": sources,
+                                "limit": limit, "setting": "ANOMALIES_PER_CHUNK_MAX"})
+    for relation in ("series", "rule", "detector"):  # the objects the pipeline already holds, no query
+        if Anomaly._meta.get_field(relation).is_cached(first):
+            setattr(summary, relation, getattr(first, relation))
+    return summary
