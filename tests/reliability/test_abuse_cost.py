@@ -225,6 +225,37 @@ def test_an_organization_at_its_backtest_cap_waits_and_others_do_not(alice_clien
 
 
 @pytest.mark.django_db
+@override_settings(ORG_MAX_EXPORTS=1)
+def test_an_organization_at_its_export_cap_waits_and_others_do_not(alice_client, carol_client, org_a, org_b):
+    release = tenant_slots.acquire("export", org_a.pk, 1, "ORG_MAX_EXPORTS")  # one streaming elsewhere
+    busy = alice_client.get("/api/v1/export/?dataset=rules&file_format=json")
+    assert busy.status_code == 429 and "ORG_MAX_EXPORTS" in busy.json()["error"]["message"], busy.content
+    other = carol_client.get("/api/v1/export/?dataset=rules&file_format=json")
+    assert other.status_code == 200 and b"".join(other.streaming_content) == b"[]"
+    release()
+    done = alice_client.get("/api/v1/export/?dataset=rules&file_format=json")
+    assert done.status_code == 200 and b"".join(done.streaming_content) == b"[]"  # read to the end: closed
+    again = alice_client.get("/api/v1/export/?dataset=rules&file_format=json")  # so its slots came back
+    assert again.status_code == 200 and b"".join(again.streaming_content) == b"[]"
+
+
+@pytest.mark.django_db
+@override_settings(RULE_MAX_WINDOWS_PER_CALL=500)
+def test_a_live_chunk_over_the_windows_per_call_is_skipped_and_reported(alice_client, org_a,
+                                                                       django_capture_on_commit_callbacks):
+    series = SeriesFactory(organization=org_a, kind="metric", exchange="", bar_seconds=None)
+    rule = alice_client.post("/api/v1/rules/", {"name": "wide", "metrics": "count(value) > 0", "series": series.pk,
+                                                "window_size": 1000, "step": 1}, format="json").json()
+    start_ms = int(T0.timestamp() * 1000)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post(f"/api/v1/series/{series.pk}/points/",
+                          [{"ts": start_ms + i * 100_000, "value": 1} for i in range(3)], format="json")
+    assert not Anomaly.objects.filter(series=series).exists()
+    stats = alice_client.get(f"/api/v1/rules/{rule['id']}/stats/").json()
+    assert stats["status"] == "ERROR" and "2,000 windows" in stats["lastErrMsg"], stats
+
+
+@pytest.mark.django_db
 @override_settings(DETECTION_SNAPSHOT_INTERVAL=10)
 def test_a_detection_task_stops_after_its_chunks_and_hands_back_the_rest(org_a, alice_client):
     series = SeriesFactory(organization=org_a, kind="metric", exchange="", bar_seconds=None)
