@@ -320,7 +320,7 @@ BACKTEST_MAX_LISTED = env_int("BACKTEST_MAX_LISTED", 10_000)
 ANOMALIES_PER_CHUNK_MAX = env_int("ANOMALIES_PER_CHUNK_MAX", 1_000)
 # Detection chunks one task runs for an organization before it queues the rest behind other
 # organizations' work (one chunk = DETECTION_SNAPSHOT_INTERVAL points per series).
-DETECTION_CHUNKS_PER_TASK = env_int("DETECTION_CHUNKS_PER_TASK", 4)
+DETECTION_CHUNKS_PER_TASK = env_int("DETECTION_CHUNKS_PER_TASK", 2)
 # Backtests and exports one organization may run at once, across every process (429 beyond).
 ORG_MAX_BACKTESTS = env_int("ORG_MAX_BACKTESTS", 2)
 ORG_MAX_EXPORTS = env_int("ORG_MAX_EXPORTS", 1)

@@ -37,8 +37,8 @@ class WindowLimitExceeded(ValueError):
 
     def __init__(self, windows: int, limit: int):
         self.windows, self.limit = windows, limit
-        super().__init__(f"this batch closes {windows:,} windows, over the limit of {limit:,} per call; "
-                         "send fewer rows per call, or use a smaller windowSize/step ratio")
+        super().__init__(f"this batch would close {windows:,} windows, over the limit of {limit:,} per call; use "
+                         "a larger step or a smaller windowSize (fewer windows per row), or fewer rows per call")
 
 
 class RuleEngine:

@@ -437,3 +437,32 @@ def test_another_organization_reads_under_a_second_while_cases_5_and_6_run(two_o
            bound="each read < 1 s")
     assert sent["graphql"] and sent["backtest"]
     assert worst < 1, latencies
+
+
+@pytest.mark.slow
+def test_another_organizations_anomaly_is_not_queued_behind_a_huge_backlog(two_orgs):
+    """Org A stores 300,000 points that each fire a rule (30 detection chunks on the one detect
+    worker); org B's single anomaly right after must not wait for all of them."""
+    server, a, b = two_orgs["server"], two_orgs["a"], two_orgs["b"]
+    backlog = _post(a, "/api/v1/series/", {"symbol": "FLOOD", "kind": "metric"})["id"]
+    _post(a, "/api/v1/rules/", {"name": "every point", "metrics": "value > 0", "series": backlog})
+    probe = _post(b, "/api/v1/series/", {"symbol": "PROBE", "kind": "metric"})["id"]
+    _post(b, "/api/v1/rules/", {"name": "spike", "metrics": "value > 100", "series": probe})
+    start_ms = int(T0.timestamp() * 1000)
+    for part in range(3):
+        _post(a, f"/api/v1/series/{backlog}/points/",
+              [{"ts": start_ms + (part * 100_000 + i) * 10, "value": 1} for i in range(100_000)])
+    with measured(server.proc.pid) as cost:
+        _post(b, f"/api/v1/series/{probe}/points/", [{"ts": start_ms, "value": 500}])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not b.get(f"{b.base}/api/v1/anomalies/?series={probe}",
+                                                         timeout=30).json()["count"]:
+            time.sleep(0.1)
+    latency = cost.wall_s
+    still_behind = a.get(f"{a.base}/api/v1/anomalies/?series={backlog}&limit=1", timeout=30).json()["count"]
+    record("Abuse", "org B's anomaly while org A's 300,000-point backlog is detected (1 detect worker)",
+           outcome=f"B's anomaly after {latency:.2f} s; A had {still_behind:,} anomalies stored by then "
+                   f"(DETECTION_CHUNKS_PER_TASK={settings.DETECTION_CHUNKS_PER_TASK})", **cost.row(),
+           bound="< 10 s (A's whole backlog takes longer)")
+    # A was not finished: B's run went between A's chunks, not after all of them.
+    assert latency < 10 and still_behind < 30 * (settings.ANOMALIES_PER_CHUNK_MAX + 1), (latency, still_behind)
