@@ -43,7 +43,9 @@ def _message_for(exc: exceptions.APIException) -> str:
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+        retry = getattr(exc, "retry_after", None)  # a 429 says when to come back
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status,
+                        headers={"Retry-After": str(retry)} if retry else None)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

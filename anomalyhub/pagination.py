@@ -9,7 +9,7 @@ class Pagination(LimitOffsetPagination):
     beyond bigint was a 500."""
 
     default_limit = 50
-    max_limit = 1000
+    max_limit = settings.API_MAX_PAGE_SIZE
 
     def get_offset(self, request):
         offset = super().get_offset(request)

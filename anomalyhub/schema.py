@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import strawberry
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -40,13 +41,15 @@ from detection.graphql.subscriptions import DetectionSubscription
 from watchlists.graphql.mutations import WatchlistsMutation
 from watchlists.graphql.queries import WatchlistsQuery
 
+from .graphql_cost import QueryCostLimit
+
 logger = logging.getLogger(__name__)
 
-MAX_DEPTH = 10
-MAX_ALIASES = 20
-MAX_TOKENS = 4000
-# Lists are offset-paginated with at most 100 results per page (strawberry-django's default
-# PAGINATION_MAX_LIMIT), so depth x tokens x page size bounds what one request can cost.
+MAX_DEPTH = settings.GRAPHQL_MAX_DEPTH
+MAX_ALIASES = settings.GRAPHQL_MAX_ALIASES
+MAX_TOKENS = settings.GRAPHQL_MAX_TOKENS
+# Every list of objects is offset-paginated (settings.GRAPHQL_MAX_PAGE_SIZE per page), and what a
+# document may cost, page sizes multiplied through its nesting, is bounded by QueryCostLimit.
 
 # Messages of graphql-core / strawberry validation errors -> a stable code.
 _VALIDATION_CODES = (
@@ -110,6 +113,8 @@ def error_code(error: GraphQLError) -> tuple[str, str, dict]:
         return "invalid", "A value does not fit its field (too long, or out of range); shorten it.", {}
     if original is not None and not isinstance(original, GraphQLError):
         return "server_error", "Internal error; it has been logged.", {}
+    if error.extensions and error.extensions.get("code"):  # our own validation rules name theirs
+        return error.extensions["code"], error.message, error.extensions.get("details") or {}
     for needle, code in _VALIDATION_CODES:
         if needle in error.message:
             return code, error.message, {}
@@ -134,7 +139,7 @@ class AnomalyHubSchema(strawberry.Schema):
 # The limits' rule classes depend only on the limits: built once, they are the same objects in
 # every request (DepthLimiter builds a class per instance), which is what lets validation be cached.
 LIMIT_RULES = (*DepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-               *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules)
+               *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules, QueryCostLimit)
 # Distinct query texts remembered, parsed (ParserCache) and known valid (KnownValidQueries).
 # Clients send a handful of fixed documents; the bound keeps made-up ones from growing memory.
 DOCUMENT_CACHE_SIZE = 512

@@ -238,6 +238,17 @@ REST_FRAMEWORK = {
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# --- GraphQL limits (docs/security.md, "Limits"): checked on the document, before any resolver runs.
+GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 20)
+GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 4000)
+# Rows per page of every GraphQL list of objects, top-level or nested (also the default page).
+GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
+# Estimated objects and fields one operation may resolve, page sizes multiplied through its nesting
+# (anomalyhub/graphql_cost.py). Two nested full pages fit (a page of 100 deliveries with 3 fields of
+# 100 attempts each costs 30,503); three (100^3, a million) do not.
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 50_000)
+STRAWBERRY_DJANGO = {"PAGINATION_DEFAULT_LIMIT": GRAPHQL_MAX_PAGE_SIZE, "PAGINATION_MAX_LIMIT": GRAPHQL_MAX_PAGE_SIZE}
 SPECTACULAR_SETTINGS = {
     "TITLE": "AnomalyHub API",
     "DESCRIPTION": "Anomaly detection for market data and any other time series.",
@@ -312,6 +323,32 @@ EXPORT_STREAMS = env_int("EXPORT_STREAMS", max(1, HTTP_THREADS // 2))
 # 2 lowered p50 from 32-51 ms to 19-25 ms in back-to-back pairs). The cores are the CPU set capped by a
 # container's CPU quota (usable_cores).
 WEB_PROCESSES = env_int("WEB_PROCESSES", usable_cores() + 1 if PRODUCTION else 1)
+
+# --- Cost limits (docs/security.md, "Limits"): each checked before the work it bounds ---------
+# Rows per page of REST lists (?limit= above it is capped and the page says so) and of points reads.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1_000)
+POINTS_MAX_PAGE_ROWS = env_int("POINTS_MAX_PAGE_ROWS", 50_000)
+# Windows one row can fall in (windowSize / step); a rule asking for more is refused when saved or
+# backtested (400 invalid_rule).
+RULE_MAX_WINDOWS_PER_POINT = env_int("RULE_MAX_WINDOWS_PER_POINT", 1_000)
+# Windows one engine call (a backtest of one series, or a detection chunk of one rule and series)
+# may compute; counted arithmetically before any is built. A backtest over it is refused (400
+# backtest_too_large); a live chunk over it is skipped for that rule, reported in its stats.
+RULE_MAX_WINDOWS_PER_CALL = env_int("RULE_MAX_WINDOWS_PER_CALL", 200_000)
+# Raw points one backtest reads per series, and the anomalies it lists.
+BACKTEST_MAX_ROWS = env_int("BACKTEST_MAX_ROWS", 5_000_000)
+BACKTEST_MAX_LISTED = env_int("BACKTEST_MAX_LISTED", 10_000)
+# Anomalies one detection chunk may store; the rest of each series' become one summary anomaly
+# carrying their count and time range (detection/limits.py).
+ANOMALIES_PER_CHUNK_MAX = env_int("ANOMALIES_PER_CHUNK_MAX", 1_000)
+# Detection chunks one task runs for an organization before it queues the rest behind other
+# organizations' work (one chunk = DETECTION_SNAPSHOT_INTERVAL points per series).
+DETECTION_CHUNKS_PER_TASK = env_int("DETECTION_CHUNKS_PER_TASK", 2)
+# Backtests and exports one organization may run at once, across every process (429 beyond).
+ORG_MAX_BACKTESTS = env_int("ORG_MAX_BACKTESTS", 2)
+ORG_MAX_EXPORTS = env_int("ORG_MAX_EXPORTS", 1)
+# A slot a crashed process never gave back is free again after this many seconds.
+ORG_SLOT_SECONDS = env_int("ORG_SLOT_SECONDS", 900)
 
 # --- Security (production) -----------------------------------------------------------------
 if PRODUCTION:

@@ -54,6 +54,7 @@ from watchlists.store.writer import VALUE_COLUMNS
 
 from . import metrics
 from .detectors import ArtifactError
+from .limits import cap_anomalies
 from .models import Anomaly, DetectionCursor, Detector, DetectorStatus, Rule, RuleState
 from .rules import RuleEngine
 from .rules.alignment import alignment_size
@@ -134,13 +135,19 @@ def run_many(series_ids: list[int], organization_id: int) -> int:
 
     One chunk covers all the series at once, in one transaction, with a fixed number of queries
     whatever their count (locks, points, rules, states, detectors, anomalies, cursors)."""
+    return run_some(series_ids, organization_id)[0]
+
+
+def run_some(series_ids: list[int], organization_id: int, max_chunks: int | None = None) -> tuple[int, list[int]]:
+    """run_many, stopping after `max_chunks` chunks: (anomalies written, series with more to read)."""
     pending = sorted(set(series_ids))
-    written = 0
-    while pending:
+    written = chunks = 0
+    while pending and (max_chunks is None or chunks < max_chunks):
         with metrics.CHUNK_SECONDS.time():
             count, pending = _run_chunk(pending, organization_id)
         written += count
-    return written
+        chunks += 1
+    return written, pending
 
 
 @transaction.atomic
@@ -184,6 +191,7 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
         anomalies += found
         cursor.last_msg_id = int(ids[-1])
         advanced.append(cursor)
+    anomalies = cap_anomalies(anomalies)
     created = _save(anomalies, ran, advanced)
     for anomaly in anomalies:
         metrics.ANOMALIES.labels(anomaly.source.split(":")[0]).inc()
@@ -681,9 +689,10 @@ def _engine(rule: Rule, series: Series, state: RuleState) -> RuleEngine:
     kept = _ENGINES.take((rule.pk, series.pk))
     if kept is not None and kept[0] == snapshot and kept[1].plan is plan:
         return kept[1]
+    limits = {"snapshot_interval": snapshot_interval(), "max_windows": settings.RULE_MAX_WINDOWS_PER_CALL}
     if snapshot:
-        return RuleEngine.restore(plan, snapshot, snapshot_interval=snapshot_interval())
-    engine = RuleEngine(plan, snapshot_interval=snapshot_interval())
+        return RuleEngine.restore(plan, snapshot, **limits)
+    engine = RuleEngine(plan, **limits)
     align(engine, rule.origin_time_ms)
     return engine
 

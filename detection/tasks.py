@@ -1,6 +1,7 @@
 """Detect-queue tasks. Arguments are ids; every task is idempotent (see detection.pipeline)."""
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 
 from watchlists import coalesce
@@ -31,17 +32,23 @@ def run_detection(series_id: int, organization_id: int) -> int:
 def run_pending(organization_id: int) -> int:
     """Streams the new points of every series pending for the organization through their rules,
     in one pass. Takes the set (and clears the flag) first, so points stored while it runs queue
-    another run instead of being missed; a lost run is recovered by the sweep."""
+    another run instead of being missed; a lost run is recovered by the sweep.
+
+    Runs at most DETECTION_CHUNKS_PER_TASK chunks, then queues the rest as a new run at the back of
+    the queue: one organization's backlog takes turns with the others' instead of holding a worker."""
     series_ids = coalesce.take_pending(DETECT, organization_id)
     if not series_ids:
         return 0
     try:
-        return pipeline.run_many(series_ids, organization_id)
+        written, more = pipeline.run_some(series_ids, organization_id, settings.DETECTION_CHUNKS_PER_TASK)
     except Exception:
         # They were taken off the set: put them back (without queueing a run, so an error that
         # repeats does not spin), for the retry, the next batch's run or the sweep to find.
         coalesce.restore_pending(DETECT, organization_id, series_ids)
         raise
+    if more:
+        enqueue_many(more, organization_id)
+    return written
 
 
 @shared_task(name="detection.sweep")

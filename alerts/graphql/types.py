@@ -115,7 +115,8 @@ class DeliveryType(OwnerScoped):
     replay_of_id: strawberry.ID | None
     payload: JSON
     created_at: auto
-    attempts_log: list[DeliveryAttemptType] = strawberry_django.field(field_name="delivery_attempts")
+    attempts_log: list[DeliveryAttemptType] = strawberry_django.field(field_name="delivery_attempts",
+                                                                             pagination=True)
 
 
 @strawberry.type(description="What a subscription would have sent over [start, end); nothing is stored or sent.")

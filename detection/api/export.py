@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.api.base import ActorMixin
 from accounts.authentication import throttled
+from anomalyhub import tenant_slots
 
 from .. import export
 
@@ -21,12 +22,14 @@ _SLOTS = threading.BoundedSemaphore(settings.EXPORT_STREAMS)
 
 
 class _ExportResponse(StreamingHttpResponse):
-    """Gives its export slot back when the server closes it: finished, failed, or the client gone
-    (a generator never started would not run a `finally`, so the slot is not tied to it)."""
+    """Gives its export slots (this process's, the organization's) back when the server closes it:
+    finished, failed, or the client gone (a generator never started would not run a `finally`, so
+    the slots are not tied to it)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, release_org_slot, **kwargs):
         super().__init__(*args, **kwargs)
         self._slot = _SLOTS
+        self._release_org_slot = release_org_slot
 
     def close(self):
         try:
@@ -35,6 +38,7 @@ class _ExportResponse(StreamingHttpResponse):
             slot, self._slot = self._slot, None
             if slot is not None:
                 slot.release()
+                self._release_org_slot()
 
 
 class ExportView(ActorMixin, APIView):
@@ -57,9 +61,17 @@ class ExportView(ActorMixin, APIView):
             raise throttled(f"This server is already streaming {settings.EXPORT_STREAMS} export(s), as many as it "
                             f"runs at once; retry in {RETRY_SECONDS} seconds.", RETRY_SECONDS)
         try:
-            response = _ExportResponse(chunks, content_type=export.FORMATS[file_format])
+            release_org_slot = tenant_slots.acquire("export", self.actor.organization_id, settings.ORG_MAX_EXPORTS,
+                                                    "ORG_MAX_EXPORTS")
         except BaseException:
             _SLOTS.release()
+            raise
+        try:
+            response = _ExportResponse(chunks, content_type=export.FORMATS[file_format],
+                                       release_org_slot=release_org_slot)
+        except BaseException:
+            _SLOTS.release()
+            release_org_slot()
             raise
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = (f'attachment; filename="org-{self.actor.organization_id}-{dataset}-'

@@ -86,8 +86,8 @@ class DetectorType(TenantScoped):
     status: auto
     needs_retraining: auto
     created_at: auto
-    versions: list[ModelVersionType]
-    runs: list[TrainingRunType]
+    versions: list[ModelVersionType] = strawberry_django.field(pagination=True)
+    runs: list[TrainingRunType] = strawberry_django.field(pagination=True)
 
     @strawberry_django.field(description="PSI per input between the training window and the last day.")
     def drift(self) -> JSON:

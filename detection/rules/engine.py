@@ -26,16 +26,30 @@ from .nodes import Col, render
 from .output import Chunk, Output, assemble
 from .plan import RulePlan
 from .state import EngineState
-from .windowing import Grid, StepRuns, closed_windows, previous_windows
+from .windowing import Grid, StepRuns, closed_window_spans, closed_windows, previous_windows
 
 _NUMPY_UNITS = {"s": "s", "ms": "ms", "ns": "ns", "min": "m", "date": "D"}
+
+
+class WindowLimitExceeded(ValueError):
+    """One process() call would compute more windows than the engine's max_windows. Raised after
+    counting them arithmetically, before any is computed; the engine's state is not advanced."""
+
+    def __init__(self, windows: int, limit: int):
+        self.windows, self.limit = windows, limit
+        super().__init__(f"this batch would close {windows:,} windows, over the limit of {limit:,} per call; use "
+                         "a larger step or a smaller windowSize (fewer windows per row), or fewer rows per call")
 
 
 class RuleEngine:
     """Evaluates a compiled RulePlan over a stream of batches; see module docstring."""
 
-    def __init__(self, plan: RulePlan, *, snapshot_interval: int | None = None, name: str = "rules"):
+    def __init__(self, plan: RulePlan, *, snapshot_interval: int | None = None, name: str = "rules",
+                 max_windows: int | None = None):
         self.plan = plan
+        # Windows one process() call may compute (agg_const metrics); None = no bound.
+        self.max_windows = max_windows
+        self.windows_computed = 0  # by this engine object, for callers that budget several calls
         self.name = name
         self.snapshot_interval = snapshot_interval
         self._state = EngineState.empty([p.uid for p in plan.prevs], [n for n, _ in plan.agg_inputs])
@@ -277,8 +291,13 @@ class RuleEngine:
         metrics = self._by_kind["agg_const"]
         if not metrics:
             return []
-        wc, wk = closed_windows(grid, buffer, grid.last_closed(self._state.last_time),
-                                grid.last_closed(last_time))
+        spans = closed_window_spans(grid, buffer, grid.last_closed(self._state.last_time),
+                                    grid.last_closed(last_time))
+        windows = int(spans[2].sum())
+        if self.max_windows is not None and windows > self.max_windows:
+            raise WindowLimitExceeded(windows, self.max_windows)
+        self.windows_computed += windows
+        wc, wk = closed_windows(*spans)
         if not len(wc):
             return []
         per_window, ends, closing = self._aggregates(metrics, grid, wc, wk, buffer, buf_cols)

@@ -67,8 +67,10 @@ class StepRuns:
         return self._bounds.take(self._index.find(codes, ks))
 
 
-def closed_windows(grid: Grid, runs: StepRuns, k_old: np.ndarray, k_new: np.ndarray):
-    """Windows (codes, ks) that hold rows and closed in this batch: k_old < k <= k_new per key.
+def closed_window_spans(grid: Grid, runs: StepRuns, k_old: np.ndarray, k_new: np.ndarray):
+    """Windows that hold rows and closed in this batch (k_old < k <= k_new per key), as runs of
+    consecutive ks: (codes, first k, count) per (key, bucket) run, in order. Nothing is enumerated,
+    so a window spanning a long gap costs its run, not one entry per step.
 
     A row in step bucket b lies in windows b+1 .. b+windowSize/step, so only the distinct
     (key, bucket) runs matter. Their window ranges overlap in order, so each contributes only
@@ -76,7 +78,7 @@ def closed_windows(grid: Grid, runs: StepRuns, k_old: np.ndarray, k_new: np.ndar
     """
     codes, bucket = runs.codes, runs.buckets
     if len(codes) == 0:
-        return codes, codes
+        return codes, codes, codes
     kf = np.maximum(np.maximum(bucket + 1, k_old.take(codes) + 1), 0)
     kl = np.minimum(bucket + grid.size // grid.step, k_new.take(codes))
     before = np.empty_like(kl)
@@ -86,7 +88,11 @@ def closed_windows(grid: Grid, runs: StepRuns, k_old: np.ndarray, k_new: np.ndar
     new_key[1:] = codes[1:] != codes[:-1]
     before[new_key] = -1
     start = np.maximum(kf, before + 1)
-    count = np.maximum(kl - start + 1, 0)
+    return codes, start, np.maximum(kl - start + 1, 0)
+
+
+def closed_windows(codes: np.ndarray, start: np.ndarray, count: np.ndarray):
+    """The windows (codes, ks) of closed_window_spans, one entry each."""
     total = int(count.sum())
     offsets = np.cumsum(count) - count
     ks = np.repeat(start - offsets, count) + np.arange(total)

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
+from anomalyhub import tenant_slots
 from watchlists.models import Series, SeriesKind, Watchlist
 from watchlists.store import reader
 from watchlists.store.timeconv import to_us
@@ -18,9 +20,10 @@ from watchlists.store.writer import VALUE_COLUMNS
 from ..models import Rule, RuleState
 from ..rules import RuleEngine, RuleSyntaxError, compile_rule
 from ..rules.alignment import first_window_end
+from ..rules.engine import WindowLimitExceeded
 
-BACKTEST_MAX_ROWS = 5_000_000
-BACKTEST_MAX_LISTED = 10_000
+BACKTEST_MAX_ROWS = settings.BACKTEST_MAX_ROWS
+BACKTEST_MAX_LISTED = settings.BACKTEST_MAX_LISTED
 
 
 class RuleInvalid(InvalidError):
@@ -49,6 +52,20 @@ def compile_plan(*, metrics, kinds, window_size=None, step=None, round_time=True
         detail = {"message": exc.message, "position": exc.position, "metric_index": exc.metric_index}
         field = "metrics" if exc.position is not None or exc.metric_index is not None else "window_size"
         raise RuleInvalid(f"The rule cannot be compiled: {exc}", details={field: [detail]}) from None
+
+
+def check_window_limits(window_size: int | None, step: int | None) -> None:
+    """Refuses a rule whose rows would each fall in more than RULE_MAX_WINDOWS_PER_POINT windows:
+    every such window is computed (and may fire) once per row, whatever the gap between rows."""
+    if not window_size or not step:
+        return
+    limit = settings.RULE_MAX_WINDOWS_PER_POINT
+    if window_size / step > limit:
+        message = (f"windowSize / step is {window_size / step:,.0f}: each point would fall in that many windows, "
+                   f"over the limit of {limit:,} (RULE_MAX_WINDOWS_PER_POINT). Use a larger step or a smaller "
+                   "windowSize.")
+        raise RuleInvalid(message, details={"window_size": [{"message": message, "limit": limit,
+                                                             "setting": "RULE_MAX_WINDOWS_PER_POINT"}]})
 
 
 def plan_for(rule: Rule, series_list=None):
@@ -92,6 +109,7 @@ def save_rule(*, actor: Actor, data: RuleInput, rule: Rule | None = None) -> Rul
     """Creates or replaces a rule after compiling it; a changed definition resets engine state."""
     actor.require("change")
     series_list = check_target(actor, data)
+    check_window_limits(data.window_size, data.step)
     compile_plan(metrics=data.metrics, kinds=sorted({s.kind for s in series_list}), window_size=data.window_size,
                  step=data.step, round_time=data.round_time)
     creating = rule is None
@@ -132,24 +150,41 @@ def align(engine: RuleEngine, first_time_ms: int) -> None:
 
 
 def backtest(*, actor: Actor, rule: Rule, start: datetime, end: datetime) -> dict:
-    """Runs a rule (saved or not) over stored history with a fresh engine; stores nothing."""
+    """Runs a rule (saved or not) over stored history with a fresh engine; stores nothing. At most
+    ORG_MAX_BACKTESTS run at once per organization; each series' run computes at most
+    RULE_MAX_WINDOWS_PER_CALL windows over all its series (counted before any is built)."""
     actor.require("view")
+    check_window_limits(rule.window_size, rule.step)
     series_list = target_series(rule)
     plan = plan_for(rule, series_list)
+    with tenant_slots.slot("backtest", actor.organization_id, settings.ORG_MAX_BACKTESTS, "ORG_MAX_BACKTESTS"):
+        try:
+            return _backtest(rule, plan, series_list, start, end)
+        except WindowLimitExceeded:
+            limit = settings.RULE_MAX_WINDOWS_PER_CALL
+            raise InvalidError(
+                f"This backtest would compute more than {limit:,} windows, the limit of one backtest "
+                "(RULE_MAX_WINDOWS_PER_CALL); nothing was computed past it. Backtest a shorter [start, end), "
+                "fewer series, or use a larger step.", code="backtest_too_large",
+                details={"limit": limit, "setting": "RULE_MAX_WINDOWS_PER_CALL"}) from None
+
+
+def _backtest(rule: Rule, plan, series_list: list[Series], start: datetime, end: datetime) -> dict:
     start_us, end_us = to_us(start), to_us(end)
     anomalies, rows, per_series = [], 0, {}
     batches = {s.pk: series_batch(s, start_us, end_us, BACKTEST_MAX_ROWS + 1)[1] for s in series_list}
     firsts = [int(b["time"][0]) for b in batches.values() if len(b["time"])]
-    truncated = False
+    truncated, budget = False, settings.RULE_MAX_WINDOWS_PER_CALL
     for series in series_list:
         batch = batches[series.pk]
         if len(batch["time"]) > BACKTEST_MAX_ROWS:
             truncated = True
             batch = {k: v[:BACKTEST_MAX_ROWS] for k, v in batch.items()}
-        engine = RuleEngine(plan)
+        engine = RuleEngine(plan, max_windows=budget)
         if firsts:
             align(engine, min(firsts))
         outputs = engine.process(batch) if len(batch["time"]) else []
+        budget -= engine.windows_computed
         rows += len(batch["time"])
         per_series[series.pk] = len(outputs)
         for out in outputs:

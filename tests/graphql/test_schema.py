@@ -42,7 +42,7 @@ def test_every_model_type_scopes_its_rows():
 def test_a_query_deeper_than_the_limit_is_refused_with_a_code(alice_gql):
     nested = "series { watchlists { " * 5 + "id" + " } }" * 5
     body = alice_gql(f"{{ anomalyList {{ results {{ {nested} }} }} }}")
-    assert codes(body) == ["query_too_deep"] and body["data"] is None
+    assert "query_too_deep" in codes(body) and body["data"] is None  # (and too costly: lists nest 5 deep)
     assert f"maximum operation depth of {MAX_DEPTH}" in body["errors"][0]["message"]
 
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,3 +179,24 @@ class AppServer:
                 self.proc.wait(timeout=10)
         self.log.close()
         os.unlink(self.log.name)
+
+
+@contextmanager
+def private_stack(organizations: list[str], workers: str = "ingest,detect:1", **settings):
+    """`manage.py serve` on a private PostgreSQL and Redis, migrated, with one organization per name
+    (owner `<name>@example.com`): yields (pg, server, [an admin API key per organization])."""
+    pg, redis = PrivatePostgres(), PrivateRedis()
+    server = None
+    try:
+        pg.psql("CREATE DATABASE ah")
+        env = app_env(pg.url("ah"), redis.url(), DB_CONN_MAX_AGE=60, **settings)
+        manage(env, "migrate", "--noinput")
+        keys = [manage(env, "bootstrap_org", "--email", f"{name.lower()}@example.com", "--password",
+                       "reliability-pass-1", "--org", name).strip().splitlines()[-1] for name in organizations]
+        server = AppServer(env, workers=workers)
+        yield pg, server, keys
+    finally:
+        if server:
+            server.stop()
+        redis.close()
+        pg.close()

@@ -23,6 +23,11 @@ SECTION_NOTES = {
         "client, webhook receiver, trained model); `lost` = acknowledged or stored but never delivered; "
         "`duplicates`: items stored or delivered twice. Webhooks are at-least-once by contract (a resend "
         "keeps its `webhook-id`), so a resend after a crash is listed in the notes, not as a duplicate."),
+    "Abuse": (
+        "Each row is one costly request (or a stream of them) sent to the real server (`manage.py serve` with "
+        "its Celery worker, on private PostgreSQL and Redis): `wall_s`, `cpu_s` (user + system of every server "
+        "process) and `peak_rss_mb` (largest resident set of one server process) are measured around it "
+        "(tests/reliability/abuse.py); `bound` is the limit it must stay under (docs/security.md, \"Limits\")."),
 }
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .private_services import AppServer, PrivatePostgres, PrivateRedis, app_env, manage
+from .private_services import private_stack
 from .report import record
 
 pytestmark = pytest.mark.slow
@@ -25,21 +25,8 @@ GIVE_UP_S = 120
 
 @pytest.fixture
 def stack():
-    pg, redis = PrivatePostgres(), PrivateRedis()
-    server = None
-    try:
-        pg.psql("CREATE DATABASE ah")
-        env = app_env(pg.url("ah"), redis.url(), DB_CONN_MAX_AGE=60)
-        manage(env, "migrate", "--noinput")
-        key = manage(env, "bootstrap_org", "--email", "ops@example.com", "--password", "reliability-pass-1",
-                     "--org", "Faults").strip().splitlines()[-1]
-        server = AppServer(env, workers="ingest,detect:1")
+    with private_stack(["Faults"]) as (pg, server, (key,)):
         yield pg, server, key
-    finally:
-        if server:
-            server.stop()
-        redis.close()
-        pg.close()
 
 
 class Client:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from detection import export
 from tests.conftest import client_for
@@ -116,6 +117,7 @@ def test_export_streams_a_chunk_per_batch_of_rows_not_per_row(two_orgs, monkeypa
     assert len(chunks) == (7 if file_format == "csv" else 9)
 
 
+@override_settings(ORG_MAX_EXPORTS=100)  # the per-organization cap: tests/reliability/test_abuse_cost.py
 def test_exports_beyond_the_servers_share_of_threads_wait_their_turn(two_orgs):
     """Exports stream from the HTTP threads the API and ingest share: past EXPORT_STREAMS at once, the
     next is refused with 429 and Retry-After, and the API still answers."""

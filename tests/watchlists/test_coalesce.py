@@ -46,10 +46,10 @@ def test_a_failed_run_puts_its_series_back_without_queueing_another(store):
 def test_run_pending_restores_its_series_when_the_pass_fails(monkeypatch, org_a):
     from detection import pipeline, tasks
 
-    def broken(series_ids, organization_id):
+    def broken(series_ids, organization_id, max_chunks=None):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(pipeline, "run_many", broken)
+    monkeypatch.setattr(pipeline, "run_some", broken)
     coalesce.add_pending(tasks.DETECT, org_a.pk, [11, 12])
     with pytest.raises(RuntimeError):
         tasks.run_pending(org_a.pk)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -53,7 +54,7 @@ class PointsQuerySerializer(Serializer):
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)
     resolution = serializers.ChoiceField(choices=["raw", "1m", "5m", "1h"], default="raw")
-    limit = serializers.IntegerField(min_value=1, max_value=50_000, default=10_000)
+    limit = serializers.IntegerField(min_value=1, max_value=settings.POINTS_MAX_PAGE_ROWS, default=10_000)
     time_format = serializers.ChoiceField(choices=["iso", "epoch_ms"], default="iso")
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 import strawberry_django
+from django.conf import settings
 from strawberry_django.pagination import OffsetPaginated
 
 from accounts.errors import InvalidError
@@ -22,7 +23,7 @@ from .filters import SeriesFilter, WatchlistFilter
 from .types import PointsPageType, SeriesType, WatchlistType
 
 RESOLUTIONS = ("raw", "1m", "5m", "1h")
-DEFAULT_LIMIT, MAX_LIMIT = 10_000, 50_000  # the same bounds as REST's /points/
+DEFAULT_LIMIT, MAX_LIMIT = 10_000, settings.POINTS_MAX_PAGE_ROWS  # the same bounds as REST's /points/
 
 
 def _check(resolution: str, limit: int, time_format: str) -> None:

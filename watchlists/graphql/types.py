@@ -28,7 +28,7 @@ class SeriesType(TenantScoped):
     created_at: auto
     last_point_at: auto
     history_from: auto
-    watchlists: list[WatchlistType]
+    watchlists: list[WatchlistType] = strawberry_django.field(pagination=True)
 
     @strawberry_django.field(only=["exchange"], description="IANA zone of the series' exchange (UTC without one).")
     def timezone(self) -> str:
@@ -43,7 +43,7 @@ class WatchlistType(TenantScoped):
     name: auto
     description: auto
     created_at: auto
-    series: list[SeriesType]
+    series: list[SeriesType] = strawberry_django.field(pagination=True)
 
 
 @strawberry.type(description="One page of points: rows are [ts, *columns]; NaN is null. When `truncated`, "
