@@ -256,7 +256,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"FeedbackLabelEnum": "detection.models.Feedback"},
+    "ENUM_NAME_OVERRIDES": {"FeedbackLabelEnum": "detection.models.Feedback",
+                            "TrainingRunStatusEnum": "detection.models.TrainingRun.Status"},
     # /api/v1/docs/ loads Swagger UI from our static files: it renders offline and behind firewalls.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
