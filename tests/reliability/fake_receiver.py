@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 that misbehaves on request: answers, answers late, hangs
+"""A webhook receiver on 127.0.0.1 (or another loopback address) that misbehaves on request: answers, answers late, hangs
 (reads the request, never answers) or drips its answer a byte at a time (slow loris).
 
 Records every request with its webhook-id; `delivered` counts ids it answered 2xx to."""
@@ -11,15 +11,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, mode: str = "ok", delay: float = 0.0):
+    def __init__(self, mode: str = "ok", delay: float = 0.0, host: str = "127.0.0.1", port: int = 0):
         self.mode, self.delay = mode, delay
         self.requests: list[dict] = []
         self.answered: list[str] = []  # webhook-ids answered 2xx, in order
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def _handler(self):
@@ -33,7 +34,8 @@ class Receiver:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 msg_id = self.headers.get("webhook-id", "")
                 with rec.lock:
-                    rec.requests.append({"at": time.monotonic(), "id": msg_id, "mode": rec.mode})
+                    rec.requests.append({"at": time.monotonic(), "id": msg_id, "mode": rec.mode,
+                                         "host": self.headers.get("Host", "")})
                 mode = rec.mode
                 if mode == "hang":
                     rec.stop.wait(120)
