@@ -1,35 +1,64 @@
-"""The default detector for a new series: robust z-score + isolation forest + LSTM forecast.
+"""The default detector for a new series: calibrated members, combined, one alert per event.
 
-Each component is calibrated on its own (severity 1 = its learned threshold). The ensemble
-treats the component severities as its channels and calibrates each again on the causally
-scored training data (the threshold is never below 1, i.e. never looser than the component's
-own), then takes the worst: a point is an anomaly when any component is surprised beyond both
-its own threshold and its training tail. Because every component's scale is already
-"multiples of its threshold", 0.5 means the same on every series.
+1. Members (default: robust z-score and the context detector; the isolation forest and the
+   LSTM can be added through `components`) score the point as usual; their severities are
+   raw statistics on incomparable scales.
+2. Calibration: each member's severity goes through its own `AnomalyLikelihood` (the rarity of
+   its recent level against this series' history of it), so every member speaks in the same
+   unit and a regime that persists stops being rare on its own.
+3. Combination: Fisher's method on the members' tail probabilities (1 - likelihood): strong
+   evidence from one member or moderate evidence from several both count, and no member can
+   saturate the result. The combined likelihood is reported on HTM's log scale
+   (`tail_to_score`): 0.5 = likelihood `1 - 10**-5`.
+4. One alert per event: after a point at or above the alert score (0.5), the next
+   `rest_period` points are reported with score 0 (the event is already being reported); the
+   explanation keeps the unsuppressed score. `rest_period` = training rows / 5 within
+   [5, `max_rest_period`].
 
-The ensemble keeps no buffer of its own; its streaming state is its components' states.
+The ensemble keeps no row buffer of its own; its streaming state is its members' states, the
+likelihood histories and the refractory countdown.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import chdtrc
 
 from .base import DETECTORS, Detector, RawScores, get_detector_class, register
+from .calibration import AnomalyLikelihood, TailCalibrator, tail_to_score
 from .serialization import prefixed, unprefixed
 
-__all__ = ["Ensemble"]
+__all__ = ["Ensemble", "fisher_combine", "refractory"]
 
-DEFAULT_COMPONENTS = {"robust_zscore": {}, "isolation_forest": {}, "lstm_forecast": {}}
+DEFAULT_COMPONENTS = {"robust_zscore": {}, "context_ose": {"rest_period": 0}}
+
+
+def fisher_combine(tails: np.ndarray) -> np.ndarray:
+    """Combined tail probability of independent tails (rows = members, columns = points)."""
+    k = tails.shape[0]
+    stat = -2.0 * np.log(np.clip(tails, 1e-300, 1.0)).sum(axis=0)
+    return chdtrc(2 * k, stat)
+
+
+def refractory(score: np.ndarray, alert: float, rest: int, quiet: int) -> tuple[np.ndarray, int]:
+    """Zero the `rest` points after each alert; `quiet` = points still to silence from before.
+    Returns the reported scores and the countdown left for the next batch."""
+    out = score.copy()
+    for i, s in enumerate(score.tolist()):
+        if quiet > 0:
+            out[i] = 0.0
+            quiet -= 1
+        elif s >= alert:
+            quiet = rest
+    return out, quiet
 
 
 @register
 class Ensemble(Detector):
     name = "ensemble"
-    # Severity multipliers: the z-score is the most precise component on real data; the learned
-    # models add recall (bursts, odd feature combinations) but only when they are very sure.
-    defaults = {"components": DEFAULT_COMPONENTS,
-                "weights": {"robust_zscore": 1.0, "isolation_forest": 0.7, "lstm_forecast": 0.5}}
+    defaults = {"components": DEFAULT_COMPONENTS, "likelihood_short": 10, "likelihood_long": 2000,
+                "rest_period": "auto", "max_rest_period": 150}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -40,6 +69,8 @@ class Ensemble(Detector):
                 raise TypeError(f"ensemble: unknown component {name!r}")
             self.components[name] = get_detector_class(name)(**{**shared, **comp_params})
         self.active = list(self.components)
+        self.rest = 30
+        self.reset_state()
 
     @property
     def min_history(self) -> int:
@@ -49,6 +80,10 @@ class Ensemble(Detector):
         super().reset_state()
         for comp in getattr(self, "components", {}).values():
             comp.reset_state()
+        p = self.params
+        self.likelihoods = {name: AnomalyLikelihood(short=int(p["likelihood_short"]), long=int(p["likelihood_long"]))
+                            for name in getattr(self, "components", {})}
+        self.quiet = 0
 
     def _fit(self, frame: pd.DataFrame) -> dict:
         """Fit every component; one that cannot learn from this little history (the LSTM
@@ -64,27 +99,41 @@ class Ensemble(Detector):
                 reports[name] = {"skipped": str(exc)}
         if not self.active:
             raise ValueError("no component could be trained on this history")
-        return {"components": reports, "active": list(self.active)}
+        p = self.params
+        auto = int(min(int(p["max_rest_period"]), max(5, len(frame) // 5)))
+        self.rest = auto if p["rest_period"] == "auto" else int(p["rest_period"])
+        # The combined channel is already a score with its alert level at 0.5.
+        self.calibrators["combined"] = TailCalibrator(threshold=0.5)
+        return {"components": reports, "active": list(self.active), "rest_period": self.rest}
+
+    def score_from_severity(self, severity: np.ndarray) -> np.ndarray:
+        return np.clip(severity * 0.5, 0.0, 1.0)
 
     def _raw(self, full: pd.DataFrame, start: int) -> RawScores:
         frame = full.iloc[start:]
         results = {name: self.components[name].score(frame) for name in self.active}
-        weights = self.params["weights"]
-        channels = {name: r.severity * float(weights.get(name, 1.0)) for name, r in results.items()}
+        tails = np.vstack([self.likelihoods[name].update(np.log1p(r.severity))
+                           for name, r in results.items()])
+        warm = np.any(np.vstack([r.warming_up for r in results.values()]), axis=0)
+        tails[:, warm] = 1.0
+        combined = tail_to_score(fisher_combine(tails))
+        reported, self.quiet = refractory(combined, 0.5, self.rest, self.quiet)
         banded = results.get("robust_zscore") or next(iter(results.values()))
 
         def band(_thresholds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return banded.expected, banded.lower, banded.upper
 
         def notes(i: int) -> dict:
-            sev = {name: round(float(r.severity[i]), 3) for name, r in results.items()}
-            top = max(sev, key=sev.get)
-            return {"components": sev, "detail": results[top].explanation[i]}
+            members = {name: round(float(tail_to_score(tails[k, i])), 3)
+                       for k, name in enumerate(results)}
+            top = max(members, key=members.get)
+            return {"components": members, "unsuppressed_score": round(float(combined[i]), 4),
+                    "detail": results[top].explanation[i]}
 
-        return RawScores(channels=channels, band=band, notes=notes)
+        return RawScores(channels={"combined": reported}, band=band, notes=notes)
 
     def _model_dump(self) -> tuple[dict, dict]:
-        meta, arrays = {"active": list(self.active)}, {}
+        meta, arrays = {"active": list(self.active), "rest": self.rest}, {}
         for name in self.active:
             meta[name], comp_arrays = self.components[name]._dump(include_state=False)
             arrays.update(prefixed(name, comp_arrays))
@@ -92,18 +141,23 @@ class Ensemble(Detector):
 
     def _model_load(self, meta: dict, arrays: dict) -> None:
         self.active = [name for name in meta["active"] if name in self.components]
+        self.rest = int(meta["rest"])
         for name in self.active:
             self.components[name]._load(meta[name], unprefixed(name, arrays))
 
     def _state_dump(self) -> tuple[dict, dict]:
         meta, arrays = super()._state_dump()
         meta["components"] = {}
+        meta["quiet"] = self.quiet
         for name in self.active:
             meta["components"][name], comp_arrays = self.components[name]._state_dump()
             arrays.update(prefixed(name, comp_arrays))
+            arrays.update(prefixed(f"likelihood.{name}", self.likelihoods[name].state()))
         return meta, arrays
 
     def _state_load(self, meta: dict, arrays: dict) -> None:
         super()._state_load(meta, arrays)
+        self.quiet = int(meta["quiet"])
         for name in self.active:
             self.components[name]._state_load(meta["components"][name], unprefixed(name, arrays))
+            self.likelihoods[name].load_state(unprefixed(f"likelihood.{name}", arrays))
