@@ -9,8 +9,11 @@ changed shapes and rhythms at ordinary levels.
   of that level is one sensor fact. Values outside the training range get levels beyond it
   (and a sign fact below it), so a new regime is new facts, which the memory then learns.
   (The published detector reads the whole file's min/max; this one only the training rows.)
-- Streaming state: the context memory and the refractory countdown. Scoring is sequential, so
-  one batch or many give identical scores; `fit` only learns the encoding range and the sizes.
+- Model: the encoding range and the sizes. Streaming state: the context memory, learned from
+  the stream itself from its first row (as published; replaying the training rows into it
+  would make the first new rows look more surprising than the replay), and the refractory
+  countdown. The first `rest_period` rows are its warm-up. Scoring is sequential, so one batch
+  or many give identical scores.
 - Refractory: after a raw score at or above `base_threshold`, the next `rest_period` scores are
   0 (one report per event, as published). `rest_period` = training rows / 5, within [5, 150].
 - Score: raw surprise mapped monotonically so that `base_threshold` -> 0.5.
@@ -37,22 +40,26 @@ _MAX_LEVEL = 1 << 12
 class ContextDetector(Detector):
     name = "context_ose"
     defaults = {"bits": 3, "base_threshold": 0.75, "max_left": 7, "max_neurons": 15,
-                "max_contexts": 500_000, "rest_period": "auto", "warmup_rows": "auto"}
+                "max_contexts": 500_000, "rest_period": "auto"}
     floors = {"context": 0.75}
 
     def __init__(self, **params):
         super().__init__(**params)
         self.lo, self.step = 0.0, 1.0
-        self.rest, self.warm = 30, 0
+        self.rest = 30
 
     @property
     def min_history(self) -> int:
-        return self.warm
+        return self.rest
+
+    def _new_memory(self, arrays: dict[str, np.ndarray] | None = None) -> ContextMemory:
+        p = self.params
+        sizes = {"max_left": p["max_left"], "max_neurons": p["max_neurons"], "max_contexts": p["max_contexts"]}
+        return ContextMemory.load(arrays, **sizes) if arrays else ContextMemory(**sizes)
 
     def reset_state(self) -> None:
         super().reset_state()
-        p = self.params
-        self.memory = ContextMemory(p["max_left"], p["max_neurons"], p["max_contexts"])
+        self.memory = self._new_memory()
         self.quiet = getattr(self, "rest", 30)
 
     # ---- fit: the encoding and the sizes ----
@@ -68,7 +75,6 @@ class ContextDetector(Detector):
         self.step = span / top if span > 0 else 1.0
         n = len(frame)
         self.rest = int(p["rest_period"]) if p["rest_period"] != "auto" else int(min(150, max(5, n // 5)))
-        self.warm = int(p["warmup_rows"]) if p["warmup_rows"] != "auto" else int(min(n, 5000))
         self.calibrators["context"] = TailCalibrator(threshold=float(p["base_threshold"]))
         return {"range": [self.lo, self.lo + span], "rest_period": self.rest}
 
@@ -104,11 +110,11 @@ class ContextDetector(Detector):
 
     # ---- serialization ----
     def _model_dump(self) -> tuple[dict, dict]:
-        return {"lo": self.lo, "step": self.step, "rest": self.rest, "warm": self.warm}, {}
+        return {"lo": self.lo, "step": self.step, "rest": self.rest}, {}
 
     def _model_load(self, meta: dict, arrays: dict) -> None:
         self.lo, self.step = float(meta["lo"]), float(meta["step"])
-        self.rest, self.warm = int(meta["rest"]), int(meta["warm"])
+        self.rest = int(meta["rest"])
 
     def _state_dump(self) -> tuple[dict, dict]:
         meta, arrays = super()._state_dump()
@@ -118,8 +124,5 @@ class ContextDetector(Detector):
 
     def _state_load(self, meta: dict, arrays: dict) -> None:
         super()._state_load(meta, arrays)
-        p = self.params
         self.quiet = int(meta["quiet"])
-        mem = {k[len("memory."):]: v for k, v in arrays.items() if k.startswith("memory.")}
-        self.memory = ContextMemory.load(mem, max_left=p["max_left"], max_neurons=p["max_neurons"],
-                                         max_contexts=p["max_contexts"])
+        self.memory = self._new_memory({k[len("memory."):]: v for k, v in arrays.items() if k.startswith("memory.")})
