@@ -84,15 +84,15 @@ def print_table(report: dict) -> None:
 def print_nab(results: dict) -> None:
     """Per profile and per category, next to the published detectors."""
     profiles = ("standard", "low FP", "low FN")
-    print(f"\nNAB (NAB_ROOT or ../shared/data/nab): {'detector':<20}" + "".join(f"{p:>10}" for p in profiles))
+    print(f"\nNAB {'detector':<32}" + "".join(f"{p:>10}" for p in profiles))
     for name, report in results.items():
-        print(f"{'':<37}{name:<20}" + "".join(f"{report[p]['score']:>10.1f}" for p in profiles))
+        print(f"    {name:<32}" + "".join(f"{report[p]['score']:>10.1f}" for p in profiles))
     for name, scores in ANCHORS.items():
-        print(f"{'':<37}{name + ' (published)':<20}" + "".join(f"{v:>10.1f}" for v in scores))
+        print(f"    {name + ' (published)':<32}" + "".join(f"{v:>10.1f}" for v in scores))
     for name, report in results.items():
         print(f"\n{name} per category at the corpus threshold:")
         for cat in report["standard"]["categories"]:
-            print(f"  {cat:<28}" + "".join(f"{report[p]['categories'][cat]:>10.1f}" for p in profiles))
+            print(f"    {cat:<32}" + "".join(f"{report[p]['categories'][cat]:>10.1f}" for p in profiles))
 
 
 def main(argv: list[str]) -> int:
