@@ -76,7 +76,9 @@ bench: $(STAMP) services
 load: $(STAMP) services
 	DATABASE_URL=$(PG_URL)_load REDIS_URL=redis://127.0.0.1:6379/7 $(PY) -m tests.load
 
-# Detector evaluation on injected anomalies (precision / recall / F1 per detector and kind).
+# Detector evaluation on injected anomalies (precision / recall / F1 per detector and kind), then
+# NAB per profile and category next to published detectors when ../shared/data/nab or NAB_ROOT
+# holds the corpus (about 20 minutes for the ensemble; EVAL_ARGS="--nab-detectors" skips it).
 eval: $(STAMP)
 	$(PY) -m detection.evaluation $(EVAL_ARGS)
 

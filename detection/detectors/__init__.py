@@ -12,7 +12,7 @@ scikit-learn are imported lazily inside the detectors that need them, so importi
 is cheap for the web process.
 """
 
-from . import ensemble, isolation_forest, lstm_forecast, market_relative, robust_zscore  # noqa: F401  (registration)
+from . import context_ose, ensemble, isolation_forest, lstm_forecast, market_relative, robust_zscore  # noqa: F401  (registration)
 from .base import (
     DETECTORS,
     Detector,

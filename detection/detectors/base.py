@@ -263,7 +263,7 @@ class Detector:
         sev[:, warm] = 0.0
         top = sev.argmax(axis=0) if names else np.zeros(n, dtype=int)
         severity = sev.max(axis=0) if names else np.zeros(n)
-        score = severity_to_score(severity)
+        score = self.score_from_severity(severity)
         flags = severity >= 1.0
         nan = np.full(n, np.nan)
         expected, lower, upper = nan, nan, nan
@@ -284,6 +284,10 @@ class Detector:
         return ScoreResult(ts=ts_ns(frame["ts"]), score=score, is_anomaly=flags, expected=expected,
                            lower=lower, upper=upper, severity=severity, warming_up=warm,
                            explanation=explanation)
+
+    def score_from_severity(self, severity: np.ndarray) -> np.ndarray:
+        """The published score of a severity: monotone, severity 1 -> 0.5."""
+        return severity_to_score(severity)
 
     # ---- serialization ----
     def to_bytes(self, include_state: bool = True) -> bytes:

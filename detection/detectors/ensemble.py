@@ -1,13 +1,30 @@
-"""The default detector for a new series: robust z-score + isolation forest + LSTM forecast.
+"""The default detector for a new series: calibrated members, combined, one alert per event.
 
-Each component is calibrated on its own (severity 1 = its learned threshold). The ensemble
-treats the component severities as its channels and calibrates each again on the causally
-scored training data (the threshold is never below 1, i.e. never looser than the component's
-own), then takes the worst: a point is an anomaly when any component is surprised beyond both
-its own threshold and its training tail. Because every component's scale is already
-"multiples of its threshold", 0.5 means the same on every series.
+1. Members (default: robust z-score and the context detector; the isolation forest and the
+   LSTM can be added through `components`) score the point as usual; their severities are
+   raw statistics on incomparable scales.
+2. Calibration: each member's severity goes through its own `AnomalyLikelihood` (the rarity of
+   its recent level against this series' history of it), so every member speaks in the same
+   unit and a regime that persists stops being rare on its own.
+3. Combination: Tippett's method, the smallest of the members' tail probabilities
+   (1 - likelihood): every member is heard on the same calibrated scale and none can saturate
+   the result. (Fisher's method, which also rewards moderate evidence from several members,
+   scored lower on NAB: 55.7 against 59.1 standard, because the members' moderate surprises
+   are correlated.) The combined likelihood is reported on HTM's log scale
+   (`tail_to_score`): 0.5 = likelihood `1 - 10**-5`.
+4. One alert per event: after a point at or above the alert score (0.5), the next
+   `rest_period` points are reported with score 0 (the event is already being reported); the
+   explanation keeps the unsuppressed score. `rest_period` = training rows / 5 within
+   [5, `max_rest_period`].
 
-The ensemble keeps no buffer of its own; its streaming state is its components' states.
+Market series (a calendar, or OHLC bars) score with the point member alone (the robust z-score
+at its own learned threshold), without refractory: on the injected market corpus the
+likelihood members added false alarms and no recall (F1 0.821-0.827 against 0.850), while a
+one-bar price spike is exactly what a market user must hear about. This is decided from the
+data's type at fit time (`market_mode`), never from labels.
+
+The ensemble keeps no row buffer of its own; its streaming state is its members' states, the
+likelihood histories and the refractory countdown.
 """
 
 from __future__ import annotations
@@ -16,20 +33,36 @@ import numpy as np
 import pandas as pd
 
 from .base import DETECTORS, Detector, RawScores, get_detector_class, register
+from .calibration import AnomalyLikelihood, TailCalibrator, tail_to_score
 from .serialization import prefixed, unprefixed
 
-__all__ = ["Ensemble"]
+__all__ = ["Ensemble", "refractory"]
 
-DEFAULT_COMPONENTS = {"robust_zscore": {}, "isolation_forest": {}, "lstm_forecast": {}}
+DEFAULT_COMPONENTS = {"robust_zscore": {}, "context_ose": {"rest_period": 0}}
+# Market bars: no refractory; a 3-bar one fragmented flag chains that the event merge joins
+# (24 false-positive events against 22 on the injected corpus).
+MARKET_REST = 0
+
+
+def refractory(score: np.ndarray, alert: float, rest: int, quiet: int) -> tuple[np.ndarray, int]:
+    """Zero the `rest` points after each alert; `quiet` = points still to silence from before.
+    Returns the reported scores and the countdown left for the next batch."""
+    out = score.copy()
+    for i, s in enumerate(score.tolist()):
+        if quiet > 0:
+            out[i] = 0.0
+            quiet -= 1
+        elif s >= alert:
+            quiet = rest
+    return out, quiet
 
 
 @register
 class Ensemble(Detector):
     name = "ensemble"
-    # Severity multipliers: the z-score is the most precise component on real data; the learned
-    # models add recall (bursts, odd feature combinations) but only when they are very sure.
-    defaults = {"components": DEFAULT_COMPONENTS,
-                "weights": {"robust_zscore": 1.0, "isolation_forest": 0.7, "lstm_forecast": 0.5}}
+    defaults = {"components": DEFAULT_COMPONENTS, "likelihood_short": 10, "likelihood_long": 2000,
+                "rest_period": "auto", "max_rest_period": 150, "point_member": "robust_zscore",
+                "point_severity": 0.0, "market_mode": "auto"}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -40,6 +73,9 @@ class Ensemble(Detector):
                 raise TypeError(f"ensemble: unknown component {name!r}")
             self.components[name] = get_detector_class(name)(**{**shared, **comp_params})
         self.active = list(self.components)
+        self.rest = 30
+        self.market = False
+        self.reset_state()
 
     @property
     def min_history(self) -> int:
@@ -49,6 +85,10 @@ class Ensemble(Detector):
         super().reset_state()
         for comp in getattr(self, "components", {}).values():
             comp.reset_state()
+        p = self.params
+        self.likelihoods = {name: AnomalyLikelihood(short=int(p["likelihood_short"]), long=int(p["likelihood_long"]))
+                            for name in getattr(self, "components", {})}
+        self.quiet = 0
 
     def _fit(self, frame: pd.DataFrame) -> dict:
         """Fit every component; one that cannot learn from this little history (the LSTM
@@ -64,27 +104,68 @@ class Ensemble(Detector):
                 reports[name] = {"skipped": str(exc)}
         if not self.active:
             raise ValueError("no component could be trained on this history")
-        return {"components": reports, "active": list(self.active)}
+        p = self.params
+        auto = int(min(int(p["max_rest_period"]), max(5, len(frame) // 5)))
+        self.rest = auto if p["rest_period"] == "auto" else int(p["rest_period"])
+        self.market = self._is_market(frame)
+        if self.market and p["point_member"] in self.active:
+            self.active = [p["point_member"]]
+            self.rest = MARKET_REST
+        # The combined channel is already a score with its alert level at 0.5.
+        self.calibrators["combined"] = TailCalibrator(threshold=0.5)
+        return {"components": reports, "active": list(self.active), "rest_period": self.rest}
+
+    def score_from_severity(self, severity: np.ndarray) -> np.ndarray:
+        return np.clip(severity * 0.5, 0.0, 1.0)
 
     def _raw(self, full: pd.DataFrame, start: int) -> RawScores:
         frame = full.iloc[start:]
         results = {name: self.components[name].score(frame) for name in self.active}
-        weights = self.params["weights"]
-        channels = {name: r.severity * float(weights.get(name, 1.0)) for name, r in results.items()}
+        tails = np.ones((0 if self.market else len(results), len(frame)))
+        for k, (name, r) in enumerate(results.items() if not self.market else ()):
+            # Warm-up rows (always a prefix) carry no opinion: they stay out of the history.
+            ready = ~r.warming_up
+            tails[k, ready] = self.likelihoods[name].update(np.log1p(r.severity[ready]))
+        point = self._point_tail(results, len(frame))
+        if point is not None:
+            tails = np.vstack([tails, point])
+        combined = tail_to_score(tails.min(axis=0)) if len(tails) else np.zeros(len(frame))
+        reported, self.quiet = refractory(combined, 0.5, self.rest, self.quiet)
         banded = results.get("robust_zscore") or next(iter(results.values()))
 
         def band(_thresholds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return banded.expected, banded.lower, banded.upper
 
         def notes(i: int) -> dict:
-            sev = {name: round(float(r.severity[i]), 3) for name, r in results.items()}
-            top = max(sev, key=sev.get)
-            return {"components": sev, "detail": results[top].explanation[i]}
+            members = {name: round(float(tail_to_score(tails[k, i])), 3)
+                       for k, name in enumerate(results) if k < len(tails) - (point is not None)}
+            if point is not None:
+                members["point"] = round(float(tail_to_score(tails[-1, i])), 3)
+            top = max(results, key=lambda m: members.get(m, members.get("point", 0.0)))
+            return {"components": members, "unsuppressed_score": round(float(combined[i]), 4),
+                    "detail": results[top].explanation[i]}
 
-        return RawScores(channels=channels, band=band, notes=notes)
+        return RawScores(channels={"combined": reported}, band=band, notes=notes)
+
+    def _is_market(self, frame: pd.DataFrame) -> bool:
+        mode = self.params["market_mode"]
+        if mode != "auto":
+            return bool(mode)
+        return bool(self.params["calendar"]) or {"open", "high", "low"} <= set(frame.columns)
+
+    def _point_tail(self, results: dict, n: int) -> np.ndarray | None:
+        """A single extreme point (a spike) barely moves a 10-point average, so the point member's
+        own severity also counts, as a tail that reaches the alert level (1e-5) at
+        `point_severity` times its learned threshold (the likelihood's "spatial" check)."""
+        r = results.get(self.params["point_member"])
+        at = 1.0 if self.market else float(self.params["point_severity"])
+        if r is None or not at:
+            return None
+        sev = np.where(r.warming_up, 0.0, np.nan_to_num(r.severity))
+        return np.power(10.0, -5.0 * sev / at)
 
     def _model_dump(self) -> tuple[dict, dict]:
-        meta, arrays = {"active": list(self.active)}, {}
+        meta, arrays = {"active": list(self.active), "rest": self.rest, "market": self.market}, {}
         for name in self.active:
             meta[name], comp_arrays = self.components[name]._dump(include_state=False)
             arrays.update(prefixed(name, comp_arrays))
@@ -92,18 +173,24 @@ class Ensemble(Detector):
 
     def _model_load(self, meta: dict, arrays: dict) -> None:
         self.active = [name for name in meta["active"] if name in self.components]
+        self.rest = int(meta["rest"])
+        self.market = bool(meta.get("market", False))
         for name in self.active:
             self.components[name]._load(meta[name], unprefixed(name, arrays))
 
     def _state_dump(self) -> tuple[dict, dict]:
         meta, arrays = super()._state_dump()
         meta["components"] = {}
+        meta["quiet"] = self.quiet
         for name in self.active:
             meta["components"][name], comp_arrays = self.components[name]._state_dump()
             arrays.update(prefixed(name, comp_arrays))
+            arrays.update(prefixed(f"likelihood.{name}", self.likelihoods[name].state()))
         return meta, arrays
 
     def _state_load(self, meta: dict, arrays: dict) -> None:
         super()._state_load(meta, arrays)
+        self.quiet = int(meta["quiet"])
         for name in self.active:
             self.components[name]._state_load(meta["components"][name], unprefixed(name, arrays))
+            self.likelihoods[name].load_state(unprefixed(f"likelihood.{name}", arrays))

@@ -21,8 +21,9 @@ from detection.detectors import get_detector_class
 from .data import load_all
 from .inject import KINDS, inject
 from .metrics import match, prf
+from .nab import ANCHORS, evaluate_nab, find_root
 
-DETECTOR_NAMES = ("robust_zscore", "isolation_forest", "lstm_forecast", "ensemble")
+DETECTOR_NAMES = ("robust_zscore", "isolation_forest", "lstm_forecast", "context_ose", "ensemble")
 
 
 def evaluate(detectors: list[str], train_fraction: float, seed: int, quick: bool) -> dict:
@@ -80,6 +81,20 @@ def print_table(report: dict) -> None:
     print("(per kind: recall/F1; F1 counts all false positives against each kind)")
 
 
+def print_nab(results: dict) -> None:
+    """Per profile and per category, next to the published detectors."""
+    profiles = ("standard", "low FP", "low FN")
+    print(f"\nNAB {'detector':<32}" + "".join(f"{p:>10}" for p in profiles))
+    for name, report in results.items():
+        print(f"    {name:<32}" + "".join(f"{report[p]['score']:>10.1f}" for p in profiles))
+    for name, scores in ANCHORS.items():
+        print(f"    {name + ' (published)':<32}" + "".join(f"{v:>10.1f}" for v in scores))
+    for name, report in results.items():
+        print(f"\n{name} per category at the corpus threshold:")
+        for cat in report["standard"]["categories"]:
+            print(f"    {cat:<32}" + "".join(f"{report[p]['categories'][cat]:>10.1f}" for p in profiles))
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m detection.evaluation", description=__doc__)
     ap.add_argument("--detectors", nargs="*", default=list(DETECTOR_NAMES))
@@ -87,11 +102,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="three series only")
     ap.add_argument("--output", default="eval_report.json")
+    ap.add_argument("--nab-detectors", nargs="*", default=["ensemble"],
+                    help="detectors scored on NAB when the corpus is present (none: skip NAB)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     report = evaluate(args.detectors, args.train_fraction, args.seed, args.quick)
-    report["seconds"] = round(time.perf_counter() - t0, 1)
     print_table(report)
+    root = find_root()
+    if root is None:
+        print("NAB: skipped (no corpus at $NAB_ROOT or ../shared/data/nab)")
+    elif args.nab_detectors:
+        report["nab"] = {name: evaluate_nab(root, name, args.seed,
+                                            progress=lambda f, n=name: tqdm(f, desc=f"NAB {n}", file=sys.stderr))
+                         for name in args.nab_detectors}
+        print_nab(report["nab"])
+    report["seconds"] = round(time.perf_counter() - t0, 1)
     Path(args.output).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output} ({report['seconds']} s)")
     return 0

@@ -13,7 +13,8 @@ input and options always give the same output.
 Times: ISO-8601 with or without a UTC offset (naive = UTC), or epoch seconds (a numeric
 column; values above 1e11 are read as milliseconds, above 1e14 as microseconds, above 1e17 as
 nanoseconds). Rows are scored in time order and written back in input order.
-Output: timestamp (as given), value, anomaly_score (0..1, 0.5 = the learned threshold),
+Output: timestamp (as given), value, anomaly_score (0..1 at full precision, so no two rows tie by
+rounding; 0.5 = the learned threshold),
 is_anomaly (1/0); warm-up rows get 0 and 0.
 """
 
@@ -77,7 +78,7 @@ def score_table(table: pd.DataFrame, *, detector: str, time_column: str, value_c
     score, flags = np.empty(len(frame)), np.empty(len(frame), dtype=bool)
     score[order], flags[order] = res.score, res.is_anomaly
     return pd.DataFrame({"timestamp": table[time_column].to_numpy(), "value": values,
-                         "anomaly_score": np.round(score, 6), "is_anomaly": flags.astype(int)})
+                         "anomaly_score": score, "is_anomaly": flags.astype(int)})
 
 
 class Command(BaseCommand):

@@ -10,8 +10,13 @@ SMALL = {
     "robust_zscore": {"window": 60, "min_periods": 20},
     "isolation_forest": {"n_estimators": 20, "max_samples": 64},
     "lstm_forecast": {"seq_len": 8, "hidden": 6, "epochs": 1, "batch_size": 64},
+    "context_ose": {"max_contexts": 20_000},
 }
-SMALL["ensemble"] = {"components": {k: SMALL[k] for k in ("robust_zscore", "isolation_forest", "lstm_forecast")}}
+# Every member, and the likelihood path that metric series take (the test bars would otherwise
+# select the market mode, which keeps the z-score alone).
+SMALL["ensemble"] = {"components": {**{k: SMALL[k] for k in ("robust_zscore", "isolation_forest", "lstm_forecast")},
+                                    "context_ose": {"rest_period": 0}},
+                     "market_mode": False}
 SMALL["market_relative"] = {"inner": "robust_zscore", "inner_params": SMALL["robust_zscore"]}
 ALL_DETECTORS = list(SMALL)
 

@@ -207,7 +207,7 @@ def test_ensemble_leaves_out_a_component_that_cannot_train_on_short_history():
     report = det.fit(make_bars(25))  # too short for the LSTM (seq_len + 20)
     assert "skipped" in report["components"]["lstm_forecast"]
     clone = get_detector_class("ensemble").from_bytes(det.to_bytes())
-    assert clone.active == det.active == ["robust_zscore", "isolation_forest"]
+    assert clone.active == det.active == ["robust_zscore", "isolation_forest", "context_ose"]
     det.reset_state()
     clone.reset_state()
     np.testing.assert_array_equal(det.score(make_bars(60)).score, clone.score(make_bars(60)).score)
