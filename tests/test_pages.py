@@ -340,3 +340,23 @@ def test_dashboard_counts_the_latest_session_not_the_wall_clock(alice_client, or
     count = html.split(f'data-anomaly-count="{spy.pk}"')[1].split(">")[1].split("<")[0]
     assert count == "2"  # the two of 2014-03-05, the data's last day, though "today" has none
     assert "/anomalies/?series=" in html and "start=2014-03-05T00%3A00%3A00-05%3A00" in html
+
+
+def test_signup_confirmation_pages_say_what_happened_and_what_to_do_next(client, db, mailoutbox):
+    import re
+
+    r = client.post("/accounts/signup/", {"email": "newcomer@example.com", "password1": "a-long-secret-42",
+                                          "password2": "a-long-secret-42"}, follow=True)
+    sent = r.content.decode()
+    assert "Check your email" in sent and "cannot sign in until" in sent and "spam folder" in sent
+    assert "contact us" not in sent  # there is no one to contact from this page
+
+    key = re.search(r"/accounts/confirm-email/([^/\s]+)/", mailoutbox[0].body).group(1)
+    page = client.get(f"/accounts/confirm-email/{key}/").content.decode()
+    assert "Confirm your email to finish signing up" in page and "newcomer@example.com" in page
+    assert "for user" not in page  # allauth's default names the user by the same address twice
+    assert "name your organization" in page and "Didn't sign up?" in page
+
+    dead = client.get("/accounts/confirm-email/not-a-key/").content.decode()
+    assert "This confirmation link no longer works" in dead and "send you a fresh link" in dead
+    assert "/accounts/login/" in dead and "/accounts/email/" not in dead  # that page needs a session a newcomer lacks
