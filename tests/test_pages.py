@@ -360,3 +360,28 @@ def test_signup_confirmation_pages_say_what_happened_and_what_to_do_next(client,
     dead = client.get("/accounts/confirm-email/not-a-key/").content.decode()
     assert "This confirmation link no longer works" in dead and "send you a fresh link" in dead
     assert "/accounts/login/" in dead and "/accounts/email/" not in dead  # that page needs a session a newcomer lacks
+
+
+def test_anomalies_page_shows_close_anomalies_of_one_series_and_source_as_one_incident(alice_client, org_a):
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import AnomalyFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    ibm = SeriesFactory(organization=org_a, symbol="IBM", kind="bar", exchange="XNYS", bar_seconds=60)
+    open_ = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)  # 09:30 in New York
+    for minute in (0, 1, 2, 60, 61):  # a burst at the open, another an hour later
+        AnomalyFactory(organization=org_a, series=spy, ts=open_ + timedelta(minutes=minute), source="rule:1",
+                       severity="critical" if minute == 1 else "low")
+    AnomalyFactory(organization=org_a, series=spy, ts=open_ + timedelta(minutes=1), source="rule:2")  # another rule
+    AnomalyFactory(organization=org_a, series=ibm, ts=open_ + timedelta(minutes=1), source="rule:1")  # another series
+    html = alice_client.get("/anomalies/").content.decode()
+
+    headings = re.findall(r'<tr class="incident"><th[^>]*>(.*?)</th></tr>', html, re.S)
+    assert len(headings) == 2, headings  # the two bursts; the lone anomalies are not incidents
+    assert "2 anomalies, 2013-10-07 10:30:00 – 10:31:00" in headings[0]  # newest incident first
+    assert "3 anomalies, 2013-10-07 09:30:00 – 09:32:00" in headings[1] and "highest" in headings[1]
+    assert 'badge critical' in headings[1] and "exchange time, America/New_York" in headings[1]
+    assert html.count('class="in-incident"') == 5 and html.count("data-anomaly=") == 7
+    assert "shown together as one incident" in html and "5 minutes" in html
