@@ -10,6 +10,7 @@ import pandas as pd
 
 from detection.models import Anomaly
 from detection.services.explain import explain
+from watchlists import calendars
 from watchlists.models import Series
 from watchlists.services import read_points, series_timezone
 from watchlists.store.timeconv import to_us
@@ -100,6 +101,17 @@ def on_clock(series: Series, seconds: np.ndarray) -> list[int]:
     return stamps.as_unit("s").asi8.tolist()
 
 
+def session_flags(series: Series, times_us: np.ndarray, bar_seconds: int) -> list[int] | None:
+    """1 where a bar touches the exchange's regular session, 0 for extended hours (pre-market,
+    after-hours: only uploads store those, providers keep the regular session) and closed days.
+    None for series without an exchange: they have no session."""
+    if not series.exchange or not len(times_us):
+        return None
+    last_minute = times_us + max(bar_seconds - 60, 0) * 1_000_000
+    flags = calendars.in_session(series.exchange, times_us) | calendars.in_session(series.exchange, last_minute)
+    return flags.astype(int).tolist()
+
+
 def chart_data(view: SeriesView) -> dict:
     """What the chart script draws: bars (seconds on the series' clock, OHLC) and anomaly markers."""
     def clean(values):
@@ -108,6 +120,9 @@ def chart_data(view: SeriesView) -> dict:
     seconds = on_clock(view.series, view.times_us // 1_000_000)
     bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
             else {"time": seconds, "close": clean(view.closes)})
+    session = session_flags(view.series, view.times_us, BAR_SECONDS.get(view.resolution, 60))
+    if session is not None:
+        bars["session"] = session
     marks = on_clock(view.series, np.array([int(a.ts.timestamp()) for a in view.anomalies], dtype=np.int64))
     return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
             "tz": series_timezone(view.series), "shifted": True,

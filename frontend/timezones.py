@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
+
+from watchlists import calendars
 from watchlists.models import Series
 from watchlists.services import series_timezone
 
@@ -28,3 +31,20 @@ def offset_seconds(series: Series, dt: datetime) -> int:
     """The zone's UTC offset at dt: charts draw exchange time by shifting their epoch seconds."""
     offset = local(dt, series).utcoffset()
     return int(offset.total_seconds()) if offset else 0
+
+
+def regular_hours(series: Series) -> str | None:
+    """The exchange's regular session in its own time, "09:30–16:00 America/New_York", from its
+    calendar (the longest of the last sessions, so a half day does not stand for the rule); None
+    for series without an exchange."""
+    if not series.exchange:
+        return None
+    cal = calendars.get_calendar(series.exchange)
+    end = pd.Timestamp(min(cal.last_session, pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()))
+    sessions = cal.sessions_in_range(end - pd.Timedelta(days=14), end)
+    if not len(sessions):
+        return None
+    longest = max(sessions, key=lambda s: cal.session_close(s) - cal.session_open(s))
+    zone = series_timezone(series)
+    opens, closes = cal.session_open(longest).tz_convert(zone), cal.session_close(longest).tz_convert(zone)
+    return f"{opens:%H:%M}–{closes:%H:%M} {zone}"

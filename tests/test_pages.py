@@ -385,3 +385,38 @@ def test_anomalies_page_shows_close_anomalies_of_one_series_and_source_as_one_in
     assert 'badge critical' in headings[1] and "exchange time, America/New_York" in headings[1]
     assert html.count('class="in-incident"') == 5 and html.count("data-anomaly=") == 7
     assert "shown together as one incident" in html and "5 minutes" in html
+
+
+def test_market_chart_marks_extended_hours_and_pages_say_whether_rules_run_on_them(
+        alice_client, org_a, django_capture_on_commit_callbacks):
+    import re
+
+    from tests.factories import DetectorFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    bar = {"open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 10}
+    # An upload keeps what is sent: 08:00 pre-market, the 09:30 and 09:31 regular bars, 16:30 after-hours.
+    points = [{"ts": ts, **bar} for ts in ("2023-08-03T12:00:00Z", "2023-08-03T13:30:00Z", "2023-08-03T13:31:00Z",
+                                            "2023-08-03T20:30:00Z")]
+    with django_capture_on_commit_callbacks(execute=True):
+        r = alice_client.post(f"/api/v1/series/{spy.pk}/points/", points, format="json")
+    assert r.status_code in (200, 201, 202), r.content
+    html = alice_client.get(f"/series/{spy.pk}/").content.decode()
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', html, re.S)
+                       .group(1))
+    assert chart["bars"]["session"] == [0, 1, 1, 0]
+    assert "Regular session 09:30–16:00 America/New_York" in html and "Grey columns" in html
+
+    sensor = SeriesFactory(organization=org_a, symbol="boiler", kind="metric", exchange="", bar_seconds=None)
+    assert "session" not in alice_client.get(f"/series/{sensor.pk}/", {"format": "chart"}).json()["bars"]
+
+    alice_client.post("/api/v1/rules/", {"name": "loud", "metrics": "volume > 5", "series": spy.pk}, format="json")
+    from detection.models import Rule
+
+    rule = Rule.objects.get(name="loud")
+    form = alice_client.get(f"/rules/{rule.pk}/").content.decode()
+    assert "Extended hours:" in form and "regular session only (09:30–16:00 America/New_York)" in form
+    assert "pre-market and after-hours included" in form
+    detector = DetectorFactory(organization=org_a, series=spy)
+    page = alice_client.get(f"/detectors/{detector.pk}/").content.decode()
+    assert "The detector trains on and scores every point stored for SPY" in page and "09:30–16:00" in page
