@@ -15,11 +15,10 @@ from detection.models import Anomaly, Detector, Feedback, Rule, Severity
 from detection.services.anomalies import filter_anomalies
 from detection.services.explain import explain, source_name
 from watchlists.models import Series, Watchlist
-from watchlists.services import series_timezone
 
 from . import series_data
 from .pages import org_page
-from .timezones import local, zone_label
+from .timezones import display_zone, local, zone_label
 
 PAGE_SIZE = 50
 # Formatted here: Django's |date would convert an aware time back to the site's zone (UTC).
@@ -102,7 +101,7 @@ def anomaly_list(request, actor):
         watched = watched.filter(pk=filters["series"])
     if "watchlist" in filters:
         watched = watched.filter(watchlists=filters["watchlist"])
-    zones = {s.pk: series_timezone(s) for s in watched.order_by("pk")[:500]} if live else {}
+    zones = {s.pk: display_zone(s) for s in watched.order_by("pk")[:500]} if live else {}
     return render(request, "frontend/anomalies.html", {
         "form": form, "page": page, "incidents": incidents(rows(page.object_list)), "query": query.urlencode(),
         "live_series": ",".join(map(str, zones)), "zones": zones, "filtered": bool(filters), "live": live,

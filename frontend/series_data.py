@@ -12,8 +12,10 @@ from detection.models import Anomaly
 from detection.services.explain import explain
 from watchlists import calendars
 from watchlists.models import Series
-from watchlists.services import read_points, series_timezone
+from watchlists.services import read_points
 from watchlists.store.timeconv import to_us
+
+from .timezones import display_zone
 
 RESOLUTIONS = ("1m", "5m", "1h")
 BAR_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
@@ -94,7 +96,7 @@ def on_clock(series: Series, seconds: np.ndarray) -> list[int]:
     library draws every time as if it were UTC."""
     if not len(seconds):
         return []
-    zone = series_timezone(series)
+    zone = display_zone(series)
     if zone == "UTC":
         return seconds.astype(np.int64).tolist()
     stamps = pd.to_datetime(seconds, unit="s", utc=True).tz_convert(zone).tz_localize(None)
@@ -125,7 +127,7 @@ def chart_data(view: SeriesView) -> dict:
         bars["session"] = session
     marks = on_clock(view.series, np.array([int(a.ts.timestamp()) for a in view.anomalies], dtype=np.int64))
     return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
-            "tz": series_timezone(view.series), "shifted": True,
+            "tz": display_zone(view.series), "shifted": True,
             "anomalies": [{"time": t, "id": a.pk, "text": a.text, "severity": a.severity, "score": a.score,
                            "source": a.source, "explanation": explain(a)} for t, a in zip(marks, view.anomalies,
                                                                                           strict=True)]}

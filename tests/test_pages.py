@@ -420,3 +420,34 @@ def test_market_chart_marks_extended_hours_and_pages_say_whether_rules_run_on_th
     detector = DetectorFactory(organization=org_a, series=spy)
     page = alice_client.get(f"/detectors/{detector.pk}/").content.decode()
     assert "The detector trains on and scores every point stored for SPY" in page and "09:30–16:00" in page
+
+
+def test_metric_series_show_in_the_viewers_time_zone_market_series_and_the_api_stay(
+        alice_client, alice, org_a, sensor_with_data):
+    from detection.models import Anomaly
+
+    anomaly = Anomaly.objects.filter(series=sensor_with_data).order_by("ts").first()
+    assert anomaly is not None and anomaly.ts.hour == 1  # 01:xx UTC
+    before = alice_client.get("/anomalies/").content.decode()
+    assert anomaly.ts.strftime("%Y-%m-%d %H:%M:%S") in before  # UTC unless the viewer chooses
+
+    r = alice_client.post("/settings/time-zone/", {"time_zone": "Nowhere/Atlantis"})
+    assert r.status_code == 200 and "Select a valid choice" in r.content.decode()
+    r = alice_client.post("/settings/time-zone/", {"time_zone": "Europe/Berlin"})
+    assert r.status_code == 302
+    alice.refresh_from_db()
+    assert alice.time_zone == "Europe/Berlin"
+
+    berlin = anomaly.ts.replace(hour=3).strftime("%Y-%m-%d %H:%M:%S")  # CEST, UTC+2 in October 2018
+    assert berlin in alice_client.get("/anomalies/").content.decode()
+    page = alice_client.get(f"/series/{sensor_with_data.pk}/").content.decode()
+    assert "times in your time, Europe/Berlin" in page
+    assert alice_client.get(f"/series/{sensor_with_data.pk}/", {"format": "chart"}).json()["tz"] == "Europe/Berlin"
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    assert "exchange time, America/New_York" in alice_client.get(f"/series/{spy.pk}/").content.decode()
+    api = alice_client.get(f"/api/v1/anomalies/{anomaly.pk}/").json()
+    assert api["ts"].endswith("Z") or api["ts"].endswith("+00:00")  # the API stays UTC
+
+    alice.time_zone = "Not/AZone"  # the API stores any string; pages fall back to UTC
+    alice.save()
+    assert "times in UTC" in alice_client.get(f"/series/{sensor_with_data.pk}/").content.decode()
