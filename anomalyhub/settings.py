@@ -406,3 +406,6 @@ HISTORY_STALE_SECONDS = env_int("HISTORY_STALE_SECONDS", 60)
 EMBEDDED_BACKGROUND_THREADS = env_bool("EMBEDDED_BACKGROUND_THREADS", not TESTING)  # tests: inline, deterministic
 # Confirming the email from the browser that signed up signs the person in (no second sign-in).
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# The Anomalies page shows anomalies of one series and source no further apart than this (or three
+# bars of a slower series) as one incident.
+ANOMALY_GROUP_GAP_SECONDS = env_int("ANOMALY_GROUP_GAP_SECONDS", 300)

@@ -3,19 +3,22 @@ its sentence and one-click feedback; and each anomaly's own page with the chart 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
+from alerts.models import SEVERITY_RANK
 from detection.models import Anomaly, Detector, Feedback, Rule, Severity
 from detection.services.anomalies import filter_anomalies
 from detection.services.explain import explain, source_name
 from watchlists.models import Series, Watchlist
-from watchlists.services import series_timezone
 
 from . import series_data
 from .pages import org_page
-from .timezones import local, zone_label
+from .timezones import display_zone, local, zone_label
 
 PAGE_SIZE = 50
 # Formatted here: Django's |date would convert an aware time back to the site's zone (UTC).
@@ -53,6 +56,32 @@ def rows(anomalies) -> list[dict]:
              "explanation": explain(a)} for a in anomalies]
 
 
+def incidents(rows_: list[dict]) -> list[dict]:
+    """The page's rows as incidents: anomalies of one series from one source (rule or detector)
+    with no more than a short gap between them (ANOMALY_GROUP_GAP_SECONDS, or three bars of a
+    slower series) are one incident. AnomalyHub stores no incident for an anomaly itself (alert
+    incidents belong to each person's subscription), so the grouping is drawn here, per page.
+    Incidents keep the newest-first order of their newest anomaly."""
+    groups: list[dict] = []
+    open_: dict[tuple, dict] = {}
+    for row in rows_:
+        a = row["anomaly"]
+        key = (a.series_id, a.source)
+        gap = timedelta(seconds=max(settings.ANOMALY_GROUP_GAP_SECONDS, 3 * (a.series.bar_seconds or 0)))
+        group = open_.get(key)
+        if group is None or group["rows"][-1]["anomaly"].ts - a.ts > gap:
+            group = open_[key] = {"rows": [], "severity": a.severity}
+            groups.append(group)
+        group["rows"].append(row)
+        if SEVERITY_RANK[a.severity] > SEVERITY_RANK[group["severity"]]:
+            group["severity"] = a.severity
+    for group in groups:
+        newest, oldest = group["rows"][0]["local"], group["rows"][-1]["local"]
+        same_day = newest[:10] == oldest[:10]
+        group["span"] = f"{oldest} – {newest[11:] if same_day else newest}"
+    return groups
+
+
 @org_page
 def anomaly_list(request, actor):
     form = AnomalyFilterForm(request.GET or None, actor=actor)
@@ -72,12 +101,19 @@ def anomaly_list(request, actor):
         watched = watched.filter(pk=filters["series"])
     if "watchlist" in filters:
         watched = watched.filter(watchlists=filters["watchlist"])
-    zones = {s.pk: series_timezone(s) for s in watched.order_by("pk")[:500]} if live else {}
+    zones = {s.pk: display_zone(s) for s in watched.order_by("pk")[:500]} if live else {}
     return render(request, "frontend/anomalies.html", {
-        "form": form, "page": page, "rows": rows(page.object_list), "query": query.urlencode(),
+        "form": form, "page": page, "incidents": incidents(rows(page.object_list)), "query": query.urlencode(),
         "live_series": ",".join(map(str, zones)), "zones": zones, "filtered": bool(filters), "live": live,
         "can_change": actor.can("change"), "severity": filters.get("severity", ""),
-        "source": filters.get("source", "")})
+        "source": filters.get("source", ""), "incident_gap": _duration(settings.ANOMALY_GROUP_GAP_SECONDS)})
+
+
+def _duration(seconds: int) -> str:
+    """300 -> "5 minutes" (or three bars of a slower series, as incidents() counts)."""
+    minutes, rest = divmod(seconds, 60)
+    text = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes and not rest else f"{seconds} seconds"
+    return f"{text} (or three bars of a slower series)"
 
 
 @org_page

@@ -13,6 +13,7 @@ from watchlists.models import Series
 
 from .forms import DetectorForm
 from .pages import attempt, org_page
+from .timezones import regular_hours
 
 
 @org_page
@@ -40,7 +41,7 @@ def detector_list(request, actor):
 def detector_detail(request, actor, detector_id):
     detector = get_object_or_404(Detector.objects.for_actor(actor).select_related("series"), pk=detector_id)
     return render(request, "frontend/detector.html", {
-        "detector": detector, "can_change": actor.can("change"),
+        "detector": detector, "can_change": actor.can("change"), "hours": regular_hours(detector.series),
         "versions": detector.versions.order_by("-version").defer("artifact", "baseline")[:20],
         "runs": detector.runs.order_by("-pk")[:20],
         "drift": detector_services.drift(detector),

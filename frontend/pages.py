@@ -13,10 +13,12 @@ from django.shortcuts import redirect
 from accounts.errors import ServiceError
 from accounts.tenancy import actor_for_request
 
+from .timezones import viewing_as
+
 
 def org_page(view):
     """Signed in and acting for an organization; a new user without one is sent to create it.
-    The view receives the actor after the request."""
+    The view receives the actor after the request; times of metric series show in the user's zone."""
 
     @login_required
     @wraps(view)
@@ -24,7 +26,8 @@ def org_page(view):
         actor = actor_for_request(request)
         if actor.organization_id is None:
             return redirect("frontend:org-new")
-        return view(request, actor, *args, **kwargs)
+        with viewing_as(request.user):  # metric series in the viewer's zone
+            return view(request, actor, *args, **kwargs)
 
     return wrapper
 

@@ -18,6 +18,7 @@ from watchlists.models import Series, Watchlist
 from . import series_data
 from .forms import RuleForm
 from .pages import attempt, org_page
+from .timezones import regular_hours
 
 
 def _targets(actor):
@@ -65,7 +66,8 @@ def rule_edit(request, actor, rule_id=None):
         else:
             messages.success(request, _saved_message(rule))
             return redirect(f"/series/{rule.series_id}/" if rule.series_id else "frontend:rules")
-    return render(request, "frontend/rule_form.html", {"form": form, "rule": rule})
+    hours = regular_hours(rule.series) if rule is not None and rule.series_id else None
+    return render(request, "frontend/rule_form.html", {"form": form, "rule": rule, "hours": hours})
 
 
 def _saved_message(rule: Rule) -> str:

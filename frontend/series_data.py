@@ -10,9 +10,12 @@ import pandas as pd
 
 from detection.models import Anomaly
 from detection.services.explain import explain
+from watchlists import calendars
 from watchlists.models import Series
-from watchlists.services import read_points, series_timezone
+from watchlists.services import read_points
 from watchlists.store.timeconv import to_us
+
+from .timezones import display_zone
 
 RESOLUTIONS = ("1m", "5m", "1h")
 BAR_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
@@ -93,11 +96,22 @@ def on_clock(series: Series, seconds: np.ndarray) -> list[int]:
     library draws every time as if it were UTC."""
     if not len(seconds):
         return []
-    zone = series_timezone(series)
+    zone = display_zone(series)
     if zone == "UTC":
         return seconds.astype(np.int64).tolist()
     stamps = pd.to_datetime(seconds, unit="s", utc=True).tz_convert(zone).tz_localize(None)
     return stamps.as_unit("s").asi8.tolist()
+
+
+def session_flags(series: Series, times_us: np.ndarray, bar_seconds: int) -> list[int] | None:
+    """1 where a bar touches the exchange's regular session, 0 for extended hours (pre-market,
+    after-hours: only uploads store those, providers keep the regular session) and closed days.
+    None for series without an exchange: they have no session."""
+    if not series.exchange or not len(times_us):
+        return None
+    last_minute = times_us + max(bar_seconds - 60, 0) * 1_000_000
+    flags = calendars.in_session(series.exchange, times_us) | calendars.in_session(series.exchange, last_minute)
+    return flags.astype(int).tolist()
 
 
 def chart_data(view: SeriesView) -> dict:
@@ -108,9 +122,12 @@ def chart_data(view: SeriesView) -> dict:
     seconds = on_clock(view.series, view.times_us // 1_000_000)
     bars = ({"time": seconds, **{k: clean(v) for k, v in view.ohlc.items()}} if view.ohlc
             else {"time": seconds, "close": clean(view.closes)})
+    session = session_flags(view.series, view.times_us, BAR_SECONDS.get(view.resolution, 60))
+    if session is not None:
+        bars["session"] = session
     marks = on_clock(view.series, np.array([int(a.ts.timestamp()) for a in view.anomalies], dtype=np.int64))
     return {"series": view.series.pk, "kind": view.series.kind, "resolution": view.resolution, "bars": bars,
-            "tz": series_timezone(view.series), "shifted": True,
+            "tz": display_zone(view.series), "shifted": True,
             "anomalies": [{"time": t, "id": a.pk, "text": a.text, "severity": a.severity, "score": a.score,
                            "source": a.source, "explanation": explain(a)} for t, a in zip(marks, view.anomalies,
                                                                                           strict=True)]}

@@ -1,6 +1,15 @@
 from django.urls import path
 
-from . import alert_views, anomaly_views, detector_views, member_views, rule_views, views, watchlist_views
+from . import (
+    alert_views,
+    anomaly_views,
+    detector_views,
+    member_views,
+    profile_views,
+    rule_views,
+    views,
+    watchlist_views,
+)
 
 app_name = "frontend"
 urlpatterns = [
@@ -38,6 +47,7 @@ urlpatterns = [
     path("settings/api-keys/", views.api_keys, name="api-keys"),
     path("settings/api-keys/<int:key_id>/revoke/", member_views.api_key_revoke, name="api-key-revoke"),
     path("settings/members/", member_views.members, name="members"),
+    path("settings/time-zone/", profile_views.time_zone, name="time-zone"),
     path("settings/members/<int:membership_id>/<str:action>/", member_views.member_action, name="member-action"),
     path("invitations/accept/", views.accept_invitation, name="accept-invitation"),
 ]

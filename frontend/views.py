@@ -18,14 +18,13 @@ from accounts.tenancy import SESSION_ORG_KEY, actor_for_request, actor_for_user
 from detection.models import Anomaly, Feedback, HistoryRun, Rule
 from detection.services.anomalies import label_anomaly
 from detection.services.explain import explain
-from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist
 from watchlists.store.writer import VALUE_COLUMNS
 
 from . import replays, series_data
 from .forms import ApiKeyForm, OrganizationForm, ReplayForm
 from .pages import attempt, org_page
-from .timezones import zone_label
+from .timezones import display_zone, regular_hours, zone_label
 from .watchlist_views import series_rows
 
 
@@ -52,7 +51,7 @@ def series_detail(request, actor, series_id):
     return render(request, "frontend/series.html", {
         "view": view, "chart_data": series_data.chart_data(view), "resolutions": series_data.RESOLUTIONS,
         "ranges": series_data.RANGES, "span": span,
-        "tz": watchlist_services.series_timezone(series), "zone": zone_label(series),
+        "tz": display_zone(series), "zone": zone_label(series), "hours": regular_hours(series),
         "anomalies": _explained(view.anomalies[:SERIES_PAGE_ANOMALIES]), "replay_form": ReplayForm(series=series),
         "replay": replays.progress(series), "can_ingest": actor.can("ingest"), "can_change": actor.can("change"),
         "csv_columns": ",".join(("timestamp", *VALUE_COLUMNS[series.kind])),

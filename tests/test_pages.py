@@ -340,3 +340,114 @@ def test_dashboard_counts_the_latest_session_not_the_wall_clock(alice_client, or
     count = html.split(f'data-anomaly-count="{spy.pk}"')[1].split(">")[1].split("<")[0]
     assert count == "2"  # the two of 2014-03-05, the data's last day, though "today" has none
     assert "/anomalies/?series=" in html and "start=2014-03-05T00%3A00%3A00-05%3A00" in html
+
+
+def test_signup_confirmation_pages_say_what_happened_and_what_to_do_next(client, db, mailoutbox):
+    import re
+
+    r = client.post("/accounts/signup/", {"email": "newcomer@example.com", "password1": "a-long-secret-42",
+                                          "password2": "a-long-secret-42"}, follow=True)
+    sent = r.content.decode()
+    assert "Check your email" in sent and "cannot sign in until" in sent and "spam folder" in sent
+    assert "contact us" not in sent  # there is no one to contact from this page
+
+    key = re.search(r"/accounts/confirm-email/([^/\s]+)/", mailoutbox[0].body).group(1)
+    page = client.get(f"/accounts/confirm-email/{key}/").content.decode()
+    assert "Confirm your email to finish signing up" in page and "newcomer@example.com" in page
+    assert "for user" not in page  # allauth's default names the user by the same address twice
+    assert "name your organization" in page and "Didn't sign up?" in page
+
+    dead = client.get("/accounts/confirm-email/not-a-key/").content.decode()
+    assert "This confirmation link no longer works" in dead and "send you a fresh link" in dead
+    assert "/accounts/login/" in dead and "/accounts/email/" not in dead  # that page needs a session a newcomer lacks
+
+
+def test_anomalies_page_shows_close_anomalies_of_one_series_and_source_as_one_incident(alice_client, org_a):
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import AnomalyFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    ibm = SeriesFactory(organization=org_a, symbol="IBM", kind="bar", exchange="XNYS", bar_seconds=60)
+    open_ = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)  # 09:30 in New York
+    for minute in (0, 1, 2, 60, 61):  # a burst at the open, another an hour later
+        AnomalyFactory(organization=org_a, series=spy, ts=open_ + timedelta(minutes=minute), source="rule:1",
+                       severity="critical" if minute == 1 else "low")
+    AnomalyFactory(organization=org_a, series=spy, ts=open_ + timedelta(minutes=1), source="rule:2")  # another rule
+    AnomalyFactory(organization=org_a, series=ibm, ts=open_ + timedelta(minutes=1), source="rule:1")  # another series
+    html = alice_client.get("/anomalies/").content.decode()
+
+    headings = re.findall(r'<tr class="incident"><th[^>]*>(.*?)</th></tr>', html, re.S)
+    assert len(headings) == 2, headings  # the two bursts; the lone anomalies are not incidents
+    assert "2 anomalies, 2013-10-07 10:30:00 – 10:31:00" in headings[0]  # newest incident first
+    assert "3 anomalies, 2013-10-07 09:30:00 – 09:32:00" in headings[1] and "highest" in headings[1]
+    assert 'badge critical' in headings[1] and "exchange time, America/New_York" in headings[1]
+    assert html.count('class="in-incident"') == 5 and html.count("data-anomaly=") == 7
+    assert "shown together as one incident" in html and "5 minutes" in html
+
+
+def test_market_chart_marks_extended_hours_and_pages_say_whether_rules_run_on_them(
+        alice_client, org_a, django_capture_on_commit_callbacks):
+    import re
+
+    from tests.factories import DetectorFactory
+
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    bar = {"open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 10}
+    # An upload keeps what is sent: 08:00 pre-market, the 09:30 and 09:31 regular bars, 16:30 after-hours.
+    points = [{"ts": ts, **bar} for ts in ("2023-08-03T12:00:00Z", "2023-08-03T13:30:00Z", "2023-08-03T13:31:00Z",
+                                            "2023-08-03T20:30:00Z")]
+    with django_capture_on_commit_callbacks(execute=True):
+        r = alice_client.post(f"/api/v1/series/{spy.pk}/points/", points, format="json")
+    assert r.status_code in (200, 201, 202), r.content
+    html = alice_client.get(f"/series/{spy.pk}/").content.decode()
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', html, re.S)
+                       .group(1))
+    assert chart["bars"]["session"] == [0, 1, 1, 0]
+    assert "Regular session 09:30–16:00 America/New_York" in html and "Grey columns" in html
+
+    sensor = SeriesFactory(organization=org_a, symbol="boiler", kind="metric", exchange="", bar_seconds=None)
+    assert "session" not in alice_client.get(f"/series/{sensor.pk}/", {"format": "chart"}).json()["bars"]
+
+    alice_client.post("/api/v1/rules/", {"name": "loud", "metrics": "volume > 5", "series": spy.pk}, format="json")
+    from detection.models import Rule
+
+    rule = Rule.objects.get(name="loud")
+    form = alice_client.get(f"/rules/{rule.pk}/").content.decode()
+    assert "Extended hours:" in form and "regular session only (09:30–16:00 America/New_York)" in form
+    assert "pre-market and after-hours included" in form
+    detector = DetectorFactory(organization=org_a, series=spy)
+    page = alice_client.get(f"/detectors/{detector.pk}/").content.decode()
+    assert "The detector trains on and scores every point stored for SPY" in page and "09:30–16:00" in page
+
+
+def test_metric_series_show_in_the_viewers_time_zone_market_series_and_the_api_stay(
+        alice_client, alice, org_a, sensor_with_data):
+    from detection.models import Anomaly
+
+    anomaly = Anomaly.objects.filter(series=sensor_with_data).order_by("ts").first()
+    assert anomaly is not None and anomaly.ts.hour == 1  # 01:xx UTC
+    before = alice_client.get("/anomalies/").content.decode()
+    assert anomaly.ts.strftime("%Y-%m-%d %H:%M:%S") in before  # UTC unless the viewer chooses
+
+    r = alice_client.post("/settings/time-zone/", {"time_zone": "Nowhere/Atlantis"})
+    assert r.status_code == 200 and "Select a valid choice" in r.content.decode()
+    r = alice_client.post("/settings/time-zone/", {"time_zone": "Europe/Berlin"})
+    assert r.status_code == 302
+    alice.refresh_from_db()
+    assert alice.time_zone == "Europe/Berlin"
+
+    berlin = anomaly.ts.replace(hour=3).strftime("%Y-%m-%d %H:%M:%S")  # CEST, UTC+2 in October 2018
+    assert berlin in alice_client.get("/anomalies/").content.decode()
+    page = alice_client.get(f"/series/{sensor_with_data.pk}/").content.decode()
+    assert "times in your time, Europe/Berlin" in page
+    assert alice_client.get(f"/series/{sensor_with_data.pk}/", {"format": "chart"}).json()["tz"] == "Europe/Berlin"
+    spy = SeriesFactory(organization=org_a, symbol="SPY", kind="bar", exchange="XNYS", bar_seconds=60)
+    assert "exchange time, America/New_York" in alice_client.get(f"/series/{spy.pk}/").content.decode()
+    api = alice_client.get(f"/api/v1/anomalies/{anomaly.pk}/").json()
+    assert api["ts"].endswith("Z") or api["ts"].endswith("+00:00")  # the API stays UTC
+
+    alice.time_zone = "Not/AZone"  # the API stores any string; pages fall back to UTC
+    alice.save()
+    assert "times in UTC" in alice_client.get(f"/series/{sensor_with_data.pk}/").content.decode()

@@ -114,7 +114,7 @@ def sign_up(page, mail, email: str, password: str, organization: str) -> None:
     page.get_by_label("Password:", exact=True).fill(password)
     page.get_by_label("Password (again):", exact=True).fill(password)
     page.get_by_role("button", name=re.compile("Sign Up", re.I)).click()
-    expect(page.get_by_role("heading", name=re.compile("Verify Your Email", re.I))).to_be_visible()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     confirm = mail.wait_for(lambda m: email in m["to"] and "confirm-email" in m["text"])
     page.goto(re.search(r"https?://\S+/accounts/confirm-email/\S+/", confirm["text"]).group(0))
     page.get_by_role("button", name=re.compile("Confirm", re.I)).click()

@@ -55,6 +55,33 @@
     return { minValue: Math.max(min, lo - span * 0.1), maxValue: Math.min(max, hi + span * 0.1) };
   }
 
+  // Market series (data.bars.session: 1 = regular session, 0 = outside it): bars outside the regular
+  // session (extended hours, only from uploads) are shaded grey, and the first bar of each session gets
+  // a blue column, since the chart closes the overnight gap and days would otherwise run together.
+  // Drawn as a histogram on its own hidden 0-1 scale behind the prices.
+  function shadeSessions(chart, bars, el) {
+    const flags = bars.session;
+    if (!flags || !flags.length) return;
+    const shade = chart.addSeries(LC.HistogramSeries, {
+      priceScaleId: "sessions", lastValueVisible: false, priceLineVisible: false, base: 0,
+      autoscaleInfoProvider: () => ({ priceRange: { minValue: 0, maxValue: 1 } }),
+    });
+    chart.priceScale("sessions").applyOptions({ visible: false, scaleMargins: { top: 0, bottom: 0 } });
+    let off = 0, breaks = 0;
+    const points = bars.time.map((t, i) => {
+      if (!flags[i]) { off += 1; return { time: t, value: 1, color: "rgba(120, 130, 160, 0.16)" }; }
+      const prev = i ? i - 1 : null;  // a new session: after off-session bars or on a new day
+      if (prev !== null && (!flags[prev] || Math.floor(bars.time[prev] / 86400) !== Math.floor(t / 86400))) {
+        breaks += 1;
+        return { time: t, value: 1, color: "rgba(47, 91, 234, 0.28)" };
+      }
+      return { time: t };  // whitespace: nothing drawn
+    });
+    shade.setData(points);
+    el.dataset.offSession = String(off);
+    el.dataset.sessionBreaks = String(breaks);
+  }
+
   function drawChart(el, data) {
     const step = { "1m": 60, "5m": 300, "1h": 3600, "1d": 86400 }[data.resolution] || 60;
     const shift = zoneShift(data.tz);
@@ -62,6 +89,7 @@
       height: 360, layout: { textColor: "#1d2330", background: { type: "solid", color: "#fbfcff" } },
       timeScale: { timeVisible: true, secondsVisible: false }, autoSize: true,
     });
+    shadeSessions(chart, data.bars, el);  // first: drawn beneath the prices
     const candles = Boolean(data.bars.open);
     const allValues = candles ? [...data.bars.low, ...data.bars.high] : data.bars.close;
     const range = robustRange(allValues);
