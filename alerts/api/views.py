@@ -68,7 +68,7 @@ class AlertSubscriptionViewSet(TenantViewSet):
         body.setdefault("channels", ["email"])
         serializer = self.get_serializer(data=body)
         serializer.is_valid(raise_exception=True)
-        sub = AlertSubscription(organization_id=self.actor.organization_id, user=self.actor.user,
+        sub = AlertSubscription(organization_id=self.actor.organization_id, user=self.actor.credited_user,
                                 **serializer.validated_data)
         subscriptions.validate(sub)
         return Response(replay.replay_subscription(actor=self.actor, subscription=sub, **window))

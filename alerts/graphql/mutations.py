@@ -191,7 +191,7 @@ class AlertsMutation:
 
         def run():
             window = _window(start, end)
-            sub = _apply(actor, AlertSubscription(organization_id=actor.organization_id, user=actor.user),
+            sub = _apply(actor, AlertSubscription(organization_id=actor.organization_id, user=actor.credited_user),
                          vars(input))
             subscriptions.validate(sub)
             return AlertReplayType.from_result(replay.replay_subscription(actor=actor, subscription=sub, **window))

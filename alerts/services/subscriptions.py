@@ -102,7 +102,7 @@ def config_for(sub: AlertSubscription, time_zone: str | None = None) -> Config:
     return Config(
         cooldown=sub.cooldown_seconds, window=window, quiet_start=sub.quiet_start, quiet_end=sub.quiet_end,
         quiet_drop=sub.quiet_mode == QuietMode.DROP,
-        time_zone=time_zone or getattr(sub.user, "time_zone", "UTC") or "UTC",
+        time_zone=time_zone or (sub.user.time_zone if sub.user_id else "UTC") or "UTC",
         snooze_until=sub.snooze_until, session_only=sub.session_only, notify_resolution=sub.notify_resolution,
         resolve_after=sub.resolve_after_seconds, flap_threshold=sub.flap_threshold,
         flap_window=sub.flap_window_seconds)

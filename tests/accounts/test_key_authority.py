@@ -129,3 +129,18 @@ def test_the_person_still_replays_their_own_and_an_admin_key_any(alice, org_a, a
     assert alice_client.post(f"/api/v1/deliveries/{alices_delivery.pk}/replay/").status_code == 202
     assert _rest_key(alice, org_a, "admin").post(f"/api/v1/deliveries/{alices_delivery.pk}/replay/").status_code == 202
     assert Notification.objects.filter(replay_of=alices_delivery).count() == 2
+
+
+@pytest.mark.parametrize("scope", ("read", "ingest", "admin"))
+def test_any_key_previews_an_unsaved_subscription(alice, org_a, scope):
+    # A preview stores nothing; a key without a person behind it once made it a 500 (the
+    # subscription's owner was read from the key's absent user: found by the thorough fuzz).
+    rest = _rest_key(alice, org_a, scope).post(
+        "/api/v1/alert-subscriptions/replay/?start=2024-01-01T00:00:00Z&end=2024-01-02T00:00:00Z",
+        {"name": "preview"}, format="json")
+    assert rest.status_code == 200, rest.content
+    client = graphql_key_client(alice, org_a, scope)
+    dry = client('mutation { dryRunAlertSubscription(input: {name: "preview"}, start: "2024-01-01T00:00:00Z", '
+                 'end: "2024-01-02T00:00:00Z") { __typename } }')
+    assert "errors" not in dry, dry
+    assert not AlertSubscription.objects.filter(organization=org_a).exists()
