@@ -9,6 +9,7 @@ header, or session with an allowed Origin), or a short-lived ticket in connectio
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ graphql_view = csrf_exempt(AnomalyHubGraphQLView.as_view(schema=schema))
 
 # As on the live feed (detection.consumers): a flood or an oversized frame closes the socket. Frames
 # may be larger than the live feed's, since they carry whole GraphQL documents (<= MAX_TOKENS).
-WS_MAX_FRAME_BYTES = 64 * 1024
-WS_FLOOD_WINDOW, WS_FLOOD_MESSAGES = 10.0, 100
+WS_MAX_FRAME_BYTES = settings.GRAPHQL_WS_MAX_FRAME_BYTES
+WS_FLOOD_WINDOW, WS_FLOOD_MESSAGES = float(settings.WS_FLOOD_SECONDS), settings.WS_FLOOD_MESSAGES
 CLOSE_FLOOD, CLOSE_TOO_BIG = 4029, 1009
 CLOSE_FORBIDDEN = 4403  # graphql-transport-ws' "Forbidden", as a refused connection_init
 
@@ -125,6 +126,14 @@ class AnomalyHubGraphQLWSConsumer(AccessBoundConsumer, GraphQLWSConsumer):
     async def disconnect(self, code):
         await self.unbind_access()
         await super().disconnect(code)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # The bounded reader, as for HTTP bodies. Strawberry closes 4400 on a JSONDecodeError only,
+        # so a too-deep frame is reported as one (it was an uncaught RecursionError).
+        try:
+            return loads(data)
+        except JSONBodyError as exc:
+            raise json.JSONDecodeError(str(exc), data if isinstance(data, str) else "", 0) from None
 
     async def receive(self, text_data=None, bytes_data=None):
         now = time.monotonic()

@@ -409,3 +409,9 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 # The Anomalies page shows anomalies of one series and source no further apart than this (or three
 # bars of a slower series) as one incident.
 ANOMALY_GROUP_GAP_SECONDS = env_int("ANOMALY_GROUP_GAP_SECONDS", 300)
+
+# WebSocket frame and flood limits (docs/security.md, "Limits"): past them the socket is closed.
+LIVE_WS_MAX_FRAME_BYTES = env_int("LIVE_WS_MAX_FRAME_BYTES", 16 * 1024)
+GRAPHQL_WS_MAX_FRAME_BYTES = env_int("GRAPHQL_WS_MAX_FRAME_BYTES", 64 * 1024)  # whole GraphQL documents
+WS_FLOOD_MESSAGES = env_int("WS_FLOOD_MESSAGES", 100)
+WS_FLOOD_SECONDS = env_int("WS_FLOOD_SECONDS", 10)

@@ -25,10 +25,10 @@ from watchlists.models import Series, Watchlist
 from . import metrics
 
 PROTOCOL = 1
-MAX_FRAME_BYTES = 16 * 1024
+MAX_FRAME_BYTES = settings.LIVE_WS_MAX_FRAME_BYTES
 MAX_SERIES_PER_SUBSCRIPTION = 500
 MAX_SUBSCRIPTIONS = 100
-FLOOD_WINDOW, FLOOD_MESSAGES = 10.0, 100
+FLOOD_WINDOW, FLOOD_MESSAGES = float(settings.WS_FLOOD_SECONDS), settings.WS_FLOOD_MESSAGES
 CLOSE_UNAUTHORIZED, CLOSE_TOO_SLOW, CLOSE_FLOOD, CLOSE_TOO_BIG = 4401, 4008, 4029, 1009
 # Close reasons (at most 123 bytes: a close frame's limit) say what happened and what to do next.
 REASON_UNAUTHORIZED = "unauthorized: send Authorization: Bearer <api key>, or ?ticket= from POST /api/v1/live/tickets/"
@@ -143,7 +143,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # a frame of 16,000 `[` is valid-looking but recurses too deep
             return await self._error("bad_request", "The frame is not valid JSON.")
         if not isinstance(message, dict):
             return await self._error("bad_request", 'Send an object such as {"action": "subscribe", "series": [1]}.')

@@ -23,6 +23,7 @@ GARBAGE = {
     "subscribe to both and neither": {"text_data": '{"action": "subscribe", "series": [1], "watchlist": 2}'},
     "unsubscribe unknown": {"text_data": '{"action": "unsubscribe", "subscription": 999}'},
     "NUL and surrogates": {"text_data": '{"action": "\\u0000\\ud800"}'},
+    "nested too deep": {"text_data": "[" * 16_000},
 }
 
 
@@ -119,7 +120,8 @@ async def test_graphql_socket_garbage_is_closed_with_a_protocol_error(clean_stor
     before = await _stored()
     codes = {}
     for name, frame in {"not JSON": {"text_data": "{nope"}, "unknown message type": {"text_data": '{"type": "x"}'},
-                        "binary frame": {"bytes_data": b"\x00\x01"}}.items():
+                        "binary frame": {"bytes_data": b"\x00\x01"},
+                        "nested too deep": {"text_data": "[" * 60_000}}.items():
         client = await _graphql_socket(key, init=False)
         await client.send_to(**frame)
         closed = await client.receive_output(timeout=5)
