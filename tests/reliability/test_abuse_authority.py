@@ -182,7 +182,10 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(stack):
     record(SECTION, "Two owners demoting each other at the same moment (concurrent PATCHes, 6 rounds)",
            outcome="; ".join(f"{codes} -> {n} owner(s)" for codes, n in outcomes),
            rounds_without_owner=sum(1 for _, n in outcomes if n == 0))
-    assert outcomes == [([200, 409], 1)] * rounds, outcomes
+    # The loser answers 409 (the last-owner rule) when both checks overlap, or 403 when the winner's
+    # demotion committed before the loser's permission check: it is no longer an owner. Either way
+    # exactly one owner is left, which is the promise.
+    assert all(codes in ([200, 409], [200, 403]) and owners == 1 for codes, owners in outcomes), outcomes
 
 
 def test_a_csv_export_hands_no_spreadsheet_a_formula(stack):
