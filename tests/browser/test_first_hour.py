@@ -120,7 +120,8 @@ def _walk(app_server, page, mail, shots) -> list[str]:
     anomaly_url = page.url
     return [path.replace(app_server, "") for path in (
         "/", series_url, "/rules/new/", "/rules/", filtered_url, "/anomalies/", anomaly_url, "/detectors/",
-        "/alerts/", "/settings/members/", "/settings/api-keys/")]
+        "/alerts/", "/alerts/new/", "/alerts/webhooks/", "/alerts/deliveries/", "/watchlists/new/",
+        "/settings/members/", "/settings/api-keys/", "/settings/time-zone/", "/orgs/new/")]
 
 
 def _every_page_at_two_widths(context, app_server, pages, shots):
