@@ -28,7 +28,7 @@ ACTIONS = (
 
 
 def client_ip(request) -> str | None:
-    """The client's address: REMOTE_ADDR, which the ASGI edge (anomalyhub.client_address) has set
+    """The client's address: REMOTE_ADDR, which the ASGI edge (anomalyhub.lib.client_address) has set
     from X-Forwarded-For only where a trusted proxy (TRUSTED_PROXIES) sent it."""
     django_request = getattr(request, "_request", request)
     return getattr(django_request, "META", {}).get("REMOTE_ADDR") or None

@@ -13,7 +13,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.text import slugify
 
-from anomalyhub.localcache import TTLCache
+from anomalyhub.lib.localcache import TTLCache
 
 from . import audit
 from .errors import ConflictError, InvalidError, NotFoundError, PermissionDeniedError

@@ -30,7 +30,7 @@ from django.contrib.auth import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from anomalyhub.channel_layer import group_send_after_commit
+from anomalyhub.lib.channel_layer import group_send_after_commit
 
 from .models import ApiKey, Membership, User
 from .tenancy import ANONYMOUS, Actor, actor_for_ticket, ticket_session

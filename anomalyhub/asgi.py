@@ -220,7 +220,7 @@ _daphne_skips_form_parsing()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.channels_auth import ActorMiddleware  # noqa: E402
-from anomalyhub.client_address import TrustedProxies  # noqa: E402
+from anomalyhub.lib.client_address import TrustedProxies  # noqa: E402
 from anomalyhub.routing import websocket_urlpatterns  # noqa: E402
 
 

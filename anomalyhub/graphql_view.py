@@ -32,7 +32,7 @@ from accounts.authentication import key_from_header
 from accounts.socket_access import REVOKED, AccessBoundConsumer, socket_actor
 from accounts.tenancy import ANONYMOUS, Actor, actor_for_request
 
-from .jsonbody import JSONBodyError, loads
+from .lib.jsonbody import JSONBodyError, loads
 from .schema import schema
 
 

@@ -41,7 +41,7 @@ from detection.graphql.subscriptions import DetectionSubscription
 from watchlists.graphql.mutations import WatchlistsMutation
 from watchlists.graphql.queries import WatchlistsQuery
 
-from .graphql_cost import QueryCostLimit
+from .lib.graphql_cost import QueryCostLimit
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_datetime, env_int, env_list, env_secret, env_str, usable_cores
+from .lib.env import env_bool, env_datetime, env_int, env_list, env_secret, env_str, usable_cores
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,9 +55,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "anomalyhub.middleware.RequestIdMiddleware",
+    "anomalyhub.lib.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "anomalyhub.middleware.BodySizeLimitMiddleware",
+    "anomalyhub.lib.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,8 +119,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels-redis' pub/sub layer: one PUBLISH per group reaches every process that has
-            # subscribers (see anomalyhub/channel_layer.py; measured in tests/benchmarks/bench_live.py).
-            "BACKEND": "anomalyhub.channel_layer.RedisPubSubLayer",
+            # subscribers (see anomalyhub/lib/channel_layer.py; measured in tests/benchmarks/bench_live.py).
+            "BACKEND": "anomalyhub.lib.channel_layer.RedisPubSubLayer",
             "CONFIG": {
                 # redis-py 8 otherwise times idle sockets out after 5 s (close 1011).
                 "hosts": [{"address": _redis_db(REDIS_URL, 2), "socket_timeout": None}],
@@ -132,7 +132,7 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "anomalyhub.channel_layer.ThreadSafeInMemoryChannelLayer",
+    CHANNEL_LAYERS = {"default": {"BACKEND": "anomalyhub.lib.channel_layer.ThreadSafeInMemoryChannelLayer",
                                   "CONFIG": {"capacity": 5000}}}
 # Bytes the server may hold, already written, for one WebSocket client that stopped reading
 # before it drops that client (4008); the kernel's socket buffers come on top.
@@ -225,13 +225,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "anomalyhub.pagination.Pagination",
-    # One bounded JSON reader for every body (anomalyhub/jsonbody.py); DRF's others as they are.
-    "DEFAULT_PARSER_CLASSES": ["anomalyhub.parsers.JSONParser", "rest_framework.parsers.FormParser",
+    "DEFAULT_PAGINATION_CLASS": "anomalyhub.lib.pagination.Pagination",
+    # One bounded JSON reader for every body (anomalyhub/lib/jsonbody.py); DRF's others as they are.
+    "DEFAULT_PARSER_CLASSES": ["anomalyhub.lib.parsers.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "anomalyhub.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "anomalyhub.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "anomalyhub.lib.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "anomalyhub.lib.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "auth": env_str("THROTTLE_AUTH_RATE", "20/min"),
         "api": env_str("THROTTLE_API_RATE", "6000/min"),
@@ -245,7 +245,7 @@ GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 4000)
 # Rows per page of every GraphQL list of objects, top-level or nested (also the default page).
 GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
 # Estimated objects and fields one operation may resolve, page sizes multiplied through its nesting
-# (anomalyhub/graphql_cost.py). Two nested full pages fit (a page of 100 deliveries with 3 fields of
+# (anomalyhub/lib/graphql_cost.py). Two nested full pages fit (a page of 100 deliveries with 3 fields of
 # 100 attempts each costs 30,503); three (100^3, a million) do not.
 GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 50_000)
 STRAWBERRY_DJANGO = {"PAGINATION_DEFAULT_LIMIT": GRAPHQL_MAX_PAGE_SIZE, "PAGINATION_MAX_LIMIT": GRAPHQL_MAX_PAGE_SIZE}
@@ -367,7 +367,7 @@ if PRODUCTION:
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); from
-# anyone else the header changes nothing (anomalyhub.client_address). Empty: the socket's peer is the client.
+# anyone else the header changes nothing (anomalyhub.lib.client_address). Empty: the socket's peer is the client.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # DRF's throttles read the client from REMOTE_ADDR, which the ASGI edge has already decided; its
 # default (NUM_PROXIES None) would take X-Forwarded-For from anyone.
@@ -381,7 +381,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "anomalyhub.middleware.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "anomalyhub.lib.middleware.RequestIdFilter"}},
     "formatters": {
         "json": {"()": "pythonjsonlogger.json.JsonFormatter",
                  "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"},

@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import health
-from .metrics import metrics_view
+from .lib import health
+from .lib.metrics import metrics_view
 
 api_v1 = [
     path("", include("accounts.api.urls")),

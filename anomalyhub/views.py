@@ -2,7 +2,7 @@
 
 from django.views import defaults
 
-from .errors import json_404, json_500
+from .lib.errors import json_404, json_500
 
 
 def handler404(request, exception):

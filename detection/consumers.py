@@ -263,7 +263,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
 def encoded_head(message: dict) -> str:
     """The event's JSON without its closing brace, ready for the per-subscription fields. Encoded
     once per message: the pub/sub layer hands every consumer of this process the same dict
-    (anomalyhub.channel_layer), so each event is serialised once, not once per subscriber."""
+    (anomalyhub.lib.channel_layer), so each event is serialised once, not once per subscriber."""
     head = message.get("_head")
     if head is None:
         text = json.dumps(message["event"])

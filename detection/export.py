@@ -20,7 +20,7 @@ from django.db import connection
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
-from anomalyhub.csv_cells import safe_rows
+from anomalyhub.lib.csv_cells import safe_rows
 from watchlists.models import Series
 from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us
@@ -38,7 +38,7 @@ RULE_COLUMNS = ["id", "name", "metrics", "series", "watchlist", "window_size", "
                 "enabled", "created_at", "updated_at"]
 CHUNK_ROWS = 5000
 # Columns we write ourselves as numbers or times; every other column may hold text someone typed
-# (a symbol, a rule's name, a trade id) and goes through anomalyhub.csv_cells in CSV.
+# (a symbol, a rule's name, a trade id) and goes through anomalyhub.lib.csv_cells in CSV.
 WRITTEN_BY_US = frozenset({"id", "ts", "price", "size", "open", "high", "low", "close", "volume", "value",
                            "metric_index", "score", "window_size", "step", "round_time", "enabled", "created_at",
                            "updated_at"})
@@ -119,7 +119,7 @@ def _batched(keys: list[str], rows: Iterator[tuple]) -> Iterator[Batch]:
 
 def _csv(columns: list[str], batches: Iterable[Batch], nested: bool) -> Iterator[str]:
     """CSV text, a chunk per batch; nested values (an anomaly's observed and expected) as JSON text.
-    Text that a spreadsheet would run as a formula is neutralised (anomalyhub.csv_cells)."""
+    Text that a spreadsheet would run as a formula is neutralised (anomalyhub.lib.csv_cells)."""
     buffer = io.StringIO()
     # RFC 4180's CRLF: the csv module quotes a field only for the characters of its line terminator,
     # so with "\n" a CR inside a cell went out unquoted and spreadsheets broke the row there.

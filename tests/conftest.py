@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user
-from anomalyhub import localcache
+from anomalyhub.lib import localcache
 from detection.api import export as export_api
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory

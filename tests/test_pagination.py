@@ -1,4 +1,4 @@
-"""anomalyhub.pagination reads the page first and counts only when the page cannot tell the total:
+"""anomalyhub.lib.pagination reads the page first and counts only when the page cannot tell the total:
 every page (count, next, previous, results) is the one DRF's LimitOffsetPagination gives."""
 
 import pytest
@@ -8,7 +8,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from anomalyhub.pagination import Pagination
+from anomalyhub.lib.pagination import Pagination
 from watchlists.models import Series
 
 from .factories import SeriesFactory

@@ -1,5 +1,5 @@
 """Bounds every request path shares: JSON nesting (REST, GraphQL, sign-in) and list offsets. Each
-is one mechanism (anomalyhub.jsonbody, anomalyhub.pagination), so the tests walk every route."""
+is one mechanism (anomalyhub.lib.jsonbody, anomalyhub.lib.pagination), so the tests walk every route."""
 
 import json
 
@@ -9,8 +9,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anomalyhub import jsonbody
-from anomalyhub.parsers import JSONParser
+from anomalyhub.lib import jsonbody
+from anomalyhub.lib.parsers import JSONParser
 from tests.factories import SeriesFactory
 from tests.graphql.conftest import session_client
 from tests.tenancy_walker import api_routes

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from anomalyhub.channel_layer import group_send_after_commit, group_send_many
+from anomalyhub.lib.channel_layer import group_send_after_commit, group_send_many
 
 from .store.writer import VALUE_COLUMNS, Points
 

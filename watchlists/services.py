@@ -13,7 +13,7 @@ from django.dispatch import receiver
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
-from anomalyhub.localcache import TTLCache
+from anomalyhub.lib.localcache import TTLCache
 
 from . import calendars, live, metrics, timerange
 from .backlog import backlog_statements, span_statements

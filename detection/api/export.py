@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.api.base import ActorMixin
 from accounts.authentication import throttled
-from anomalyhub import tenant_slots
+from anomalyhub.lib import tenant_slots
 
 from .. import export
 

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from accounts.errors import InvalidError
 from accounts.tenancy import Actor
-from anomalyhub import tenant_slots
+from anomalyhub.lib import tenant_slots
 from watchlists.models import Series, SeriesKind, Watchlist
 from watchlists.store import reader
 from watchlists.store.timeconv import to_us

@@ -22,7 +22,7 @@ def test_a_resolved_key_is_served_without_a_query_until_it_expires(raw_key, sett
     with CaptureQueriesContext(connection) as queries:
         assert resolve_api_key(raw_key) == first
     assert len(queries) == 0
-    from anomalyhub import localcache
+    from anomalyhub.lib import localcache
 
     monkeypatch.setattr(localcache.time, "monotonic", lambda: 10**12)  # past every entry's expiry
     with CaptureQueriesContext(connection) as queries:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anomalyhub.csv_cells import FORMULA_STARTS, safe_cell, safe_rows
+from anomalyhub.lib.csv_cells import FORMULA_STARTS, safe_cell, safe_rows
 from tests.factories import AnomalyFactory, RuleFactory, SeriesFactory
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 import json
 
-from anomalyhub.channel_layer import RedisPubSubLayer
+from anomalyhub.lib.channel_layer import RedisPubSubLayer
 from detection.consumers import LiveConsumer, encoded_head
 
 

@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anomalyhub.client_address import TrustedProxies, client_address, trusted_networks
+from anomalyhub.lib.client_address import TrustedProxies, client_address, trusted_networks
 
 PROXIES = trusted_networks(("10.0.0.0/8", "fd00::/8"))
 ipv4 = st.ip_addresses(v=4).map(str)

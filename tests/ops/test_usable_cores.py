@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from anomalyhub.env import usable_cores
+from anomalyhub.lib.env import usable_cores
 
 HOST = len(os.sched_getaffinity(0))
 

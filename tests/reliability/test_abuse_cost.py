@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from anomalyhub import tenant_slots
+from anomalyhub.lib import tenant_slots
 from detection import pipeline
 from detection.limits import cap_anomalies
 from detection.models import Anomaly, Rule
@@ -60,7 +60,7 @@ PAGE = st.one_of(st.none(), st.integers(min_value=0, max_value=150), st.just("va
 
 def _chain(pages: list, aliases: int, watchlist_id: int) -> tuple[str, int]:
     """A document nesting watchlist.series.watchlists... with these page sizes, and its cost as
-    documented in anomalyhub/graphql_cost.py (1 + page x what each list selects)."""
+    documented in anomalyhub/lib/graphql_cost.py (1 + page x what each list selects)."""
     default, largest = settings.STRAWBERRY_DJANGO["PAGINATION_DEFAULT_LIMIT"], settings.GRAPHQL_MAX_PAGE_SIZE
     inner, cost = "", 0
     for depth, page in reversed(list(enumerate(pages))):

@@ -56,7 +56,7 @@ def test_replay_command_errors(org_a, csv_file, sensor):
 
 def test_embedded_layer_delivers_from_another_thread_promptly():
     """The stock in-memory layer would leave the receiver asleep until something else woke its loop."""
-    from anomalyhub.channel_layer import ThreadSafeInMemoryChannelLayer
+    from anomalyhub.lib.channel_layer import ThreadSafeInMemoryChannelLayer
 
     layer = ThreadSafeInMemoryChannelLayer()
 

@@ -11,7 +11,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.api.base import ActorMixin, PkLookup, TenantViewSet
-from anomalyhub.parsers import JSONParser
+from anomalyhub.lib.parsers import JSONParser
 
 from .. import ingest, services
 from ..models import Series, Watchlist, WatchlistItem

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from anomalyhub.csv_cells import safe_cell
+from anomalyhub.lib.csv_cells import safe_cell
 from detection.rules import RuleEngine, RuleSyntaxError, compile_rule
 from detection.rules.timefmt import parse_times
 

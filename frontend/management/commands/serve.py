@@ -95,7 +95,7 @@ def process_table(*, listen_fds: list[int], workers: list[tuple[str, int]], beat
                   schedule_file: str, node_suffix: str, log_level: str) -> list[Child]:
     children = [
         # No --proxy-headers: daphne would take X-Forwarded-For from anyone. The application
-        # believes it from TRUSTED_PROXIES only (anomalyhub.client_address).
+        # believes it from TRUSTED_PROXIES only (anomalyhub.lib.client_address).
         Child(f"web.{i + 1}", [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0",
                                "anomalyhub.asgi:application"], pass_fds=(fd,))
         for i, fd in enumerate(listen_fds)

@@ -1,4 +1,4 @@
-"""DRF's JSON parser, through the one bounded JSON reader (anomalyhub.jsonbody): orjson for speed
+"""DRF's JSON parser, through the one bounded JSON reader (anomalyhub.lib.jsonbody): orjson for speed
 (an ingest body of 1,000 points: ~0.4 ms instead of ~2 ms), a nesting bound against RecursionError."""
 
 from rest_framework.exceptions import ParseError

@@ -1,6 +1,6 @@
 """The OpenAPI document's error responses, declared once for every operation.
 
-Every API error is the one body `anomalyhub.errors` writes, `{"error": {code, message, details}}`.
+Every API error is the one body `anomalyhub.lib.errors` writes, `{"error": {code, message, details}}`.
 Which statuses an operation can answer follows from what the request goes through, not from each
 view: any request may carry a wrong key (401) or be rate limited (429) or meet a database restart
 (503); a path with an id may name nothing (404); a body can be invalid (400), too large (413), of
