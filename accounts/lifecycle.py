@@ -17,7 +17,8 @@ from django.db.models import Count, Q
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
-from .errors import ConflictError
+from anomalyhub.lib.errors import ConflictError
+
 from .models import AuditEvent, Invitation, Membership, Organization, Role, User
 from .services import lock_owner_sets
 

@@ -13,10 +13,10 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.text import slugify
 
+from anomalyhub.lib.errors import ConflictError, InvalidError, NotFoundError, PermissionDeniedError
 from anomalyhub.lib.localcache import TTLCache
 
 from . import audit
-from .errors import ConflictError, InvalidError, NotFoundError, PermissionDeniedError
 from .models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role, User, hash_secret
 from .tenancy import Actor, get_for_actor
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import NotFoundError, PermissionDeniedError
+from anomalyhub.lib.errors import NotFoundError, PermissionDeniedError
+
 from .models import ApiKey, Membership, Organization, Role
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {

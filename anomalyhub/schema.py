@@ -29,12 +29,12 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from accounts.errors import ServiceError
 from accounts.graphql.base import SCALAR_MAP
 from accounts.graphql.mutations import AccountsMutation
 from accounts.graphql.queries import AccountsQuery
 from alerts.graphql.mutations import AlertsMutation
 from alerts.graphql.queries import AlertsQuery
+from anomalyhub.lib.errors import ServiceError
 from detection.graphql.mutations import DetectionMutation
 from detection.graphql.queries import DetectionQuery
 from detection.graphql.subscriptions import DetectionSubscription

@@ -28,5 +28,5 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
-handler404 = "anomalyhub.views.handler404"
-handler500 = "anomalyhub.views.handler500"
+handler404 = "anomalyhub.lib.errors.handler404"
+handler500 = "anomalyhub.lib.errors.handler500"

@@ -18,9 +18,9 @@ from itertools import islice
 import orjson
 from django.db import connection
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor
 from anomalyhub.lib.csv_cells import safe_rows
+from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series
 from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us

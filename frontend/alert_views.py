@@ -4,9 +4,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.errors import ServiceError
 from alerts.models import AlertSubscription, Channel, Notification, Target, WebhookEndpoint
 from alerts.services import subscriptions, webhooks
+from anomalyhub.lib.errors import ServiceError
 from detection.models import Rule
 from watchlists.models import Series, Watchlist
 

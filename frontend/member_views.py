@@ -5,8 +5,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
-from accounts.errors import ServiceError
 from accounts.models import ApiKey, Invitation, Membership, Role
+from anomalyhub.lib.errors import ServiceError
 
 from .forms import InviteForm
 from .pages import attempt, org_page

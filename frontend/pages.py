@@ -10,8 +10,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect
 
-from accounts.errors import ServiceError
 from accounts.tenancy import actor_for_request
+from anomalyhub.lib.errors import ServiceError
 
 from .timezones import viewing_as
 

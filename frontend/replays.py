@@ -16,8 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor, system_actor
+from anomalyhub.lib.errors import InvalidError
 from watchlists import replay
 from watchlists.demo import DATA
 from watchlists.models import Series

@@ -9,7 +9,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.errors import ServiceError
+from anomalyhub.lib.errors import ServiceError
 from detection.models import Rule
 from detection.services import history as history_services
 from detection.services import rules as rule_services

@@ -12,9 +12,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
-from accounts.errors import ServiceError
 from accounts.models import ApiKey
 from accounts.tenancy import SESSION_ORG_KEY, actor_for_request, actor_for_user
+from anomalyhub.lib.errors import ServiceError
 from detection.models import Anomaly, Feedback, HistoryRun, Rule
 from detection.services.anomalies import label_anomaly
 from detection.services.explain import explain

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.errors import ServiceError
+from anomalyhub.lib.errors import ServiceError
 from detection.models import Anomaly
 from watchlists import services as watchlist_services
 from watchlists.models import Series, Watchlist

@@ -1,4 +1,4 @@
-from accounts.errors import ConflictError, InvalidError, PayloadTooLargeError
+from anomalyhub.lib.errors import ConflictError, InvalidError, PayloadTooLargeError
 
 
 class UnknownSymbol(InvalidError):

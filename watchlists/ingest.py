@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
-from accounts.errors import InvalidError
+from anomalyhub.lib.errors import InvalidError
 
 from .store.writer import VALUE_COLUMNS, Points
 

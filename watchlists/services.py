@@ -11,8 +11,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor
+from anomalyhub.lib.errors import InvalidError
 from anomalyhub.lib.localcache import TTLCache
 
 from . import calendars, live, metrics, timerange

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from django.conf import settings
 
-from accounts.errors import InvalidError
+from anomalyhub.lib.errors import InvalidError
 
 from .ingest import MAX_ERRORS_LISTED, BatchInvalid
 from .store.timeconv import STORE_MAX, STORE_MIN, describe_us, to_us

@@ -14,9 +14,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from anomalyhub.lib.errors import PermissionDeniedError
+
 from .. import bruteforce, lifecycle, services
 from ..authentication import throttled
-from ..errors import PermissionDeniedError
 from ..models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from ..socket_access import session_digest
 from ..tenancy import (

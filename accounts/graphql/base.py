@@ -10,7 +10,8 @@ from typing import Any, NewType
 
 import strawberry
 
-from ..errors import ConflictError, InvalidError, NotFoundError
+from anomalyhub.lib.errors import ConflictError, InvalidError, NotFoundError
+
 from ..querysets import TenantQuerySet
 from ..tenancy import ANONYMOUS, Actor, actor_for_user
 

@@ -7,8 +7,9 @@ from typing import Annotated
 import strawberry
 import strawberry_django
 
+from anomalyhub.lib.errors import NotFoundError, PermissionDeniedError
+
 from .. import services
-from ..errors import NotFoundError, PermissionDeniedError
 from ..models import Organization, Role
 from ..tenancy import SESSION_ORG_KEY, organizations_for
 from .base import InputError, actor_for_organization, actor_of, input_errors, pk_of

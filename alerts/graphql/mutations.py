@@ -12,9 +12,9 @@ import strawberry
 import strawberry_django
 from django.core.exceptions import ValidationError
 
-from accounts.errors import InvalidError
 from accounts.graphql.base import InputError, actor_of, given, input_errors
 from accounts.tenancy import Actor, get_for_actor
+from anomalyhub.lib.errors import InvalidError
 from detection.models import Detector, Rule
 from watchlists.models import Series, Watchlist
 

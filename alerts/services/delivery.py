@@ -179,7 +179,7 @@ def notify_endpoint_disabled(endpoint: WebhookEndpoint, now) -> None:
 
 def replay(*, notification: Notification, actor) -> Notification:
     """Sends a logged notification again as a new outbox row with the same payload."""
-    from accounts.errors import PermissionDeniedError
+    from anomalyhub.lib.errors import PermissionDeniedError
 
     # Replaying sends again (emails, webhooks): your own as a signed-in person, else "manage".
     if not (actor.can("manage") or actor.owns(notification.user_id)):

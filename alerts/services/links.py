@@ -15,8 +15,8 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.errors import ConflictError, NotFoundError, ServiceError
 from accounts.tenancy import system_actor
+from anomalyhub.lib.errors import ConflictError, NotFoundError, ServiceError
 from detection.models import Feedback
 from detection.services.anomalies import label_anomaly
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from accounts.errors import InvalidError, PermissionDeniedError
 from accounts.tenancy import Actor, get_for_actor
+from anomalyhub.lib.errors import InvalidError, PermissionDeniedError
 
 from ..models import AlertSubscription, Channel, QuietMode, Target
 from ..noise import INCIDENT_BUCKET_SECONDS, Config

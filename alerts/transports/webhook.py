@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from accounts.errors import InvalidError
+from anomalyhub.lib.errors import InvalidError
 
 from .. import signing
 from .base import Sent, TransportError, excerpt, is_transient_status, parse_retry_after

@@ -1,4 +1,5 @@
-"""One place that turns every API error into {"error": {"code", "message", "details"}}."""
+"""The errors services raise, and the one place that turns every API error into
+{"error": {"code", "message", "details"}}: the REST exception handler and the error pages."""
 
 import logging
 import math
@@ -7,12 +8,55 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from accounts.errors import ServiceError
-
 logger = logging.getLogger(__name__)
+
+
+# Domain errors raised by services. The API layers map them to HTTP in one place each.
+class ServiceError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, details=None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details if details is not None else {}
+        if code:
+            self.code = code
+
+
+class NotFoundError(ServiceError):
+    """Missing, or another tenant's: the same answer for both."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "Not found.", **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class PermissionDeniedError(ServiceError):
+    status = 403
+    code = "permission_denied"
+
+
+class ConflictError(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidError(ServiceError):
+    status = 400
+    code = "invalid"
+
+
+class PayloadTooLargeError(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
 
 _CODES = {
     exceptions.ParseError: "malformed_request",
@@ -80,3 +124,16 @@ def json_404(request, exception=None):
 
 def json_500(request):
     return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
+
+
+# Error pages (the URLconf's handler404/handler500): JSON under /api/, HTML elsewhere.
+def handler404(request, exception):
+    if request.path.startswith("/api/"):
+        return json_404(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        return json_500(request)
+    return defaults.server_error(request)

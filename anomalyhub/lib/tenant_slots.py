@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.cache import cache
 
-from accounts.errors import ServiceError
+from anomalyhub.lib.errors import ServiceError
 
 RETRY_SECONDS = 10
 

@@ -8,7 +8,7 @@ import strawberry
 import strawberry_django
 from strawberry import auto
 
-from accounts.errors import InvalidError
+from anomalyhub.lib.errors import InvalidError
 
 from ..models import Detector, Feedback, HistoryRun, ModelVersion, Rule, Severity, TrainingRun
 from ..services.anomalies import filter_anomalies

@@ -12,9 +12,9 @@ import strawberry
 import strawberry_django
 from strawberry.scalars import JSON
 
-from accounts.errors import InvalidError
 from accounts.graphql.base import BigInt, InputError, actor_of, given, input_errors
 from accounts.tenancy import Actor, get_for_actor
+from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series, Watchlist
 
 from ..models import Anomaly, Detector, ModelVersion, Rule

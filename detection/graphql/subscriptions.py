@@ -10,8 +10,8 @@ from datetime import datetime
 
 import strawberry
 
-from accounts.errors import InvalidError, NotFoundError
 from accounts.graphql.base import actor_of
+from anomalyhub.lib.errors import InvalidError, NotFoundError
 from watchlists.live import series_group
 
 from ..consumers import resolve_series

@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor
+from anomalyhub.lib.errors import InvalidError
 from watchlists.features import compute_features
 from watchlists.models import Series
 from watchlists.store import reader

@@ -28,8 +28,8 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor
+from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series
 from watchlists.store import reader
 from watchlists.store.schema import RAW_TABLES

@@ -9,9 +9,9 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor
 from anomalyhub.lib import tenant_slots
+from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series, SeriesKind, Watchlist
 from watchlists.store import reader
 from watchlists.store.timeconv import to_us

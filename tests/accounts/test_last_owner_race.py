@@ -12,9 +12,9 @@ import pytest
 from django.db import connection, transaction
 
 from accounts import lifecycle, services
-from accounts.errors import ConflictError
 from accounts.models import Membership, Role
 from accounts.tenancy import actor_for_user
+from anomalyhub.lib.errors import ConflictError
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accounts.errors import ServiceError
+from anomalyhub.lib.errors import ServiceError
 from tests.factories import SeriesFactory
 from tests.reliability.report import record
 from tests.watchlists.conftest import count_rows

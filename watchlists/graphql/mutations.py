@@ -9,9 +9,9 @@ import strawberry
 import strawberry_django
 from strawberry.scalars import JSON
 
-from accounts.errors import InvalidError
 from accounts.graphql.base import InputError, actor_of, given, input_errors
 from accounts.tenancy import get_for_actor
+from anomalyhub.lib.errors import InvalidError
 
 from .. import ingest, services
 from ..models import Series, SeriesKind, Watchlist

@@ -9,9 +9,9 @@ import strawberry_django
 from django.conf import settings
 from strawberry_django.pagination import OffsetPaginated
 
-from accounts.errors import InvalidError
 from accounts.graphql.base import actor_of, by_id
 from accounts.tenancy import get_for_actor
+from anomalyhub.lib.errors import InvalidError
 
 from .. import services
 from ..api.points import _format_times, time_window

@@ -18,8 +18,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.errors import InvalidError
 from accounts.tenancy import Actor, system_actor
+from anomalyhub.lib.errors import InvalidError
 
 from .. import calendars, ingest
 from .. import services as series_services

@@ -3,8 +3,8 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accounts.errors import ServiceError
 from accounts.tenancy import system_actor
+from anomalyhub.lib.errors import ServiceError
 from detection.models import Detector, HistoryRun, Rule
 from detection.services import history
 from watchlists.management.commands.import_csv import resolve_org

@@ -3,8 +3,8 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accounts.errors import ServiceError
 from accounts.tenancy import system_actor
+from anomalyhub.lib.errors import ServiceError
 from watchlists.management.commands.import_csv import resolve_org
 from watchlists.models import Series
 from watchlists.providers import services

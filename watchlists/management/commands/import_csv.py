@@ -4,9 +4,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accounts.errors import ServiceError
 from accounts.models import Organization
 from accounts.tenancy import system_actor
+from anomalyhub.lib.errors import ServiceError
 from watchlists import importer, services
 from watchlists.models import Series
 

@@ -4,8 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accounts.errors import ServiceError
 from accounts.tenancy import system_actor
+from anomalyhub.lib.errors import ServiceError
 from watchlists import replay
 from watchlists.management.commands.import_csv import resolve_org
 from watchlists.models import Series
