@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
+from anomalyhub.lib.serializers import ModelSerializer, Serializer
+
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Invitation, Membership, Organization, Role, User
-from .base import ModelSerializer, Serializer
 
 
 class UserSerializer(ModelSerializer):

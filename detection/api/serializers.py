@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
-from accounts.api.base import ModelSerializer, Serializer
 from accounts.api.fields import TenantPrimaryKeyRelatedField
+from anomalyhub.lib.serializers import ModelSerializer, Serializer
 from watchlists.models import Series, Watchlist
 from watchlists.store.timeconv import from_us
 

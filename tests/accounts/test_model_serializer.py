@@ -1,4 +1,4 @@
-"""accounts.api.base's Serializer and ModelSerializer build their fields once per class; every
+"""anomalyhub.lib.serializers' Serializer and ModelSerializer build their fields once per class; every
 instance still gets its own field objects, bound to it (so to its context)."""
 
 import pytest
@@ -41,7 +41,7 @@ def test_fields_holding_fields_are_copied_whole():
 
 
 def test_a_mutable_default_is_not_shared():
-    from accounts.api.base import Serializer
+    from anomalyhub.lib.serializers import Serializer
 
     class Tags(Serializer):
         tags = serializers.JSONField(default=[])

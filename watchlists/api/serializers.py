@@ -2,7 +2,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.api.base import ModelSerializer, Serializer
+from anomalyhub.lib.serializers import ModelSerializer, Serializer
 
 from ..models import Series, SeriesKind, Watchlist
 from ..providers.models import SeriesProvider
