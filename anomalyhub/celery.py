@@ -10,11 +10,10 @@ from celery.signals import task_postrun, task_prerun, worker_process_init, worke
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
+# Imported here, in the worker's main process before the pool forks (WORKER_PID).
+from anomalyhub.lib import worker  # noqa: F401
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anomalyhub.settings")
-# The worker's main process (the -A module is imported before the prefork pool forks): its pool
-# processes share it, and a restarted worker has a new one. os.getppid() was that only under
-# prefork; under the solo pool it was the worker's parent, the same after a restart.
-WORKER_PID = os.getpid()
 
 
 class RedisChannel(kombu_redis.Channel):

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from anomalyhub.celery import WORKER_PID
+from anomalyhub.lib.worker import WORKER_PID
 
 from . import coalesce
 from .backlog import backlog_statements, take_backlog, widened

@@ -3,7 +3,7 @@
 import pytest
 from django.core.cache import cache
 
-from anomalyhub.celery import WORKER_PID
+from anomalyhub.lib.worker import WORKER_PID
 from tests.factories import SeriesFactory
 from watchlists import coalesce, tasks
 
