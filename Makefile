@@ -82,8 +82,11 @@ load: $(STAMP) services
 eval: $(STAMP)
 	$(PY) -m detection.evaluation $(EVAL_ARGS)
 
+# Style (ruff), then the dependency direction between the apps and anomalyhub.lib (import-linter's
+# contracts in pyproject.toml: wiring -> frontend -> alerts -> detection -> watchlists -> accounts -> lib).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 clean:
 	rm -rf $(VENV) db.sqlite3 bench.json

@@ -1,4 +1,4 @@
-"""Composes every app's routes. Domain apps never import this package."""
+"""Composes every app's routes. Domain apps never import this module (only anomalyhub.lib)."""
 
 from django.contrib import admin
 from django.urls import include, path
