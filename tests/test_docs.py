@@ -26,7 +26,7 @@ def test_the_table_has_a_row_per_figure_and_its_run():
                                       "baseline_value": None, "ratio": None, "target": "", "extra": {}}]}}
     block = report.render(bench)
     assert "| **x** (2026-01-02 03:04 UTC, load average 1.5 → 2.0) |" in block
-    assert "| a \\| b | 1,234,568 rows/s | raw: 2,000,000 | 0.62× | >= 1 | **no** |" in block
+    assert "| a \\| b | 1,234,568 rows/s | raw: 2,000,000 | 0.617× | >= 1 | **no** |" in block
     assert "| c | 0.0123 ms | — | — | — | — |" in block
     assert "Failed in the last run (figures above are older): bench_late." in block
     doc = f"before\n{report.BEGIN}\nstale\n{report.END}\nafter\n"

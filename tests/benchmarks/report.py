@@ -53,7 +53,7 @@ def render(bench: dict) -> str:
         for row in bench["results"][module]:
             baseline = (f"{_cell(row['baseline_name'])}: {_number(row['baseline_value'])}"
                         if row.get("baseline_name") else "—")
-            ratio = f"{row['ratio']:.2f}×" if row.get("ratio") is not None else "—"
+            ratio = f"{row['ratio']:.3g}×" if row.get("ratio") is not None else "—"
             lines.append(f"| {_cell(row['name'])} | {_number(row['value'])} {row['unit']} | {baseline} | {ratio} | "
                          f"{_cell(row.get('target', ''))} | {_met(row)} |")
     if bench.get("failed"):
