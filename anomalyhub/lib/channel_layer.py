@@ -65,11 +65,19 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
                     self._sync_clients[shard] = client
         return client
 
+    def group_channel(self, group: str) -> str:
+        return f"{self._prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel name
+
+    def subscribers(self, group: str) -> int:
+        """Processes subscribed to the group (PUBSUB NUMSUB: one Redis connection per process)."""
+        channel = self.group_channel(group)
+        return self._sync_client(_consistent_hash(channel, len(self._hosts))).pubsub_numsub(channel)[0][1]
+
     def group_send_many_sync(self, messages) -> None:
         """PUBLISHes every (group, message) in one pipelined round trip per shard, in order."""
         by_shard: dict[int, list] = {}
         for group, message in messages:
-            channel = f"{self._prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel name
+            channel = self.group_channel(group)
             by_shard.setdefault(_consistent_hash(channel, len(self._hosts)), []).append(
                 (channel, self.serialize(message)))
         for shard, items in by_shard.items():

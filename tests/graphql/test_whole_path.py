@@ -1,7 +1,6 @@
 """The whole path as a GraphQL client: watchlist and series, REST ingest, a rule, a backtest,
 anomalies, feedback, and a live anomaly over graphql-transport-ws (real ASGI app, real Redis)."""
 
-import asyncio
 import json
 
 import pytest
@@ -14,6 +13,8 @@ from accounts.services import create_api_key
 from accounts.tenancy import actor_for_user
 from anomalyhub.asgi import application
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.waits import until_subscribed
+from watchlists.live import series_group
 
 from .conftest import GraphQLClient
 
@@ -89,7 +90,7 @@ async def test_a_graphql_client_does_the_whole_path():
     assert confirmed["anomalyList"]["totalCount"] == 1
 
     ws = await subscribe(key, w=watchlist["id"])
-    await asyncio.sleep(0.5)  # graphql-transport-ws has no "subscribed" ack; let the groups be joined
+    await until_subscribed(series_group(int(series)))
     await sync_to_async(rest_ingest)(key, series, [{"ts": "2024-03-01T10:00:02Z", "value": 80}])
     message = await ws.receive_json_from(timeout=5)
     assert message["type"] == "next" and message["id"] == "1", message

@@ -1,7 +1,6 @@
 """Open sockets close when the access they were opened with ends (accounts.socket_access): over
 the real ASGI app and the real Redis channel layer, for the live feed and the GraphQL socket."""
 
-import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,6 +15,8 @@ from anomalyhub.asgi import application
 from detection.consumers import REASON_ACCESS_ENDED
 from tests.factories import MembershipFactory, OrganizationFactory, SeriesFactory, UserFactory
 from tests.graphql.ws_isolation import PROTOCOL
+from tests.waits import until_subscribed
+from watchlists.live import series_group
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 PASSWORD = "a long and good password 1"
@@ -180,7 +181,7 @@ async def test_the_graphql_socket_closes_too():
     assert (await client.receive_json_from(timeout=5))["type"] == "connection_ack"
     await client.send_json_to({"id": "1", "type": "subscribe", "payload": {
         "query": "subscription($s: ID) { anomalies(seriesId: $s) { id } }", "variables": {"s": t["series"].pk}}})
-    await asyncio.sleep(0.2)  # the subscription is listening
+    await until_subscribed(series_group(t["series"].pk))  # the subscription is listening
     await by_owner(t, services.revoke_api_key, key_id=t["key"].pk)
     closed = await client.receive_output(timeout=5)
     while closed["type"] != "websocket.close":  # a subscription's frames may come first

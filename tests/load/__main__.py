@@ -8,6 +8,9 @@
    while sampling the CPU time of every process.
 4. Stops the server (SIGTERM, checked clean) and writes the report: throughput, p50/p99 and errors
    per endpoint, the target verdict, and where the CPU went.
+
+The report is the whole file, from this run alone: nothing is appended or kept from earlier runs
+(tests/test_docs.py checks that the committed one has exactly the sections written here).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ REPORT = Path(os.environ.get("LOAD_REPORT", REPO / "docs" / "load-report.md"))
 TARGET_P99_MS = 100
 HISTORY_POSTS = 5  # per organization, 1,000 ticks each, before the measured run
 CLK = os.sysconf("SC_CLK_TCK")
+GENERATED = ("Written whole by `make load` from its latest run (tests/load/__main__.py); do not edit or append: "
+             "run `make load` again. How the system grows: docs/scaling.md.")
+HEADINGS = ["# Load report (`make load`)", "## Result", "## Where the CPU went (cores busy during the window)"]
 
 
 def _env() -> dict:
@@ -281,7 +287,9 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
                       if ln.startswith("model name")), platform.processor())
     first_errors = sorted({e for items in by_name.values() for _, e in items if e})[:5]
     out = [
-        "# Load report (`make load`)",
+        HEADINGS[0],
+        "",
+        GENERATED,
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {platform.node()}, {os.cpu_count()} cores ({cpu_model}), "
@@ -299,7 +307,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         f"{os.environ.get('LOAD_SUBSCRIBERS', '16')} WebSocket subscribers; 8 organizations. "
         f"GraphQL: {'included' if graphql else 'not included (/graphql/ did not answer; weight 0)'}",
         "",
-        "## Result",
+        HEADINGS[1],
         "",
         f"- API (REST reads + GraphQL): **{api_rps:.0f} requests/s, p99 {api_p99:.0f} ms** "
         f"(target 300 requests/s, p99 < {TARGET_P99_MS} ms)",
@@ -318,7 +326,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         "event's arrival at a subscriber, so it includes the POST, the commit, the fan-out and detection "
         "(for anomalies).",
         "",
-        "## Where the CPU went (cores busy during the window)",
+        HEADINGS[2],
         "",
         "| process | cores |",
         "|---|---|",

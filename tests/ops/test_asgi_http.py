@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core.signals import request_finished
 
 from anomalyhub.asgi import PooledWsgiToAsgi, application
+from tests.waits import wait_until
 
 
 class _Streamed:
@@ -172,11 +174,35 @@ def test_a_streamed_response_stops_when_the_server_stops():
             loop.close()
 
 
+def _connect(port: int):
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=30)
+    except OSError:
+        return None
+
+
+def _settled(count_file, quiet: float = 0.5) -> int:
+    """The server's count of chunks made, once it has stood still for `quiet` seconds: paced, the
+    server stops when the socket buffers are full; unpaced, when it has made the whole response."""
+    seen = {"count": -1, "since": time.monotonic()}
+
+    def still() -> bool:
+        try:
+            count = int(count_file.read_text())
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            count = 0
+        if count != seen["count"]:
+            seen.update(count=count, since=time.monotonic())
+        return count > 0 and time.monotonic() - seen["since"] >= quiet
+
+    wait_until(still, "the server to stop making chunks", timeout=30)
+    return seen["count"]
+
+
 def test_daphne_streams_only_as_fast_as_the_client_reads(tmp_path):
     """daphne's send only appends to the connection's buffer: a streamed response read by a slow
     client piled up in the server's memory (an export at ~8 MB/s). With a Twisted producer pacing the
     stream, the server makes little more than the socket buffers hold until the client reads on."""
-    import socket
     import subprocess
 
     from tests.benchmarks.harness import REPO
@@ -188,20 +214,16 @@ def test_daphne_streams_only_as_fast_as_the_client_reads(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
                                "tests.ops.streaming_app:application"], cwd=REPO, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=30)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "daphne did not start"
-                time.sleep(0.1)
+        def listening():
+            assert server.poll() is None, "daphne exited"
+            return _connect(port)
+
+        client = wait_until(listening, "daphne to listen", timeout=60)
         with client:
             client.sendall(b"GET /stream HTTP/1.1\r\nHost: testserver\r\n\r\n")
             received = client.recv(65536)
             assert received.startswith(b"HTTP/1.1 200")
-            time.sleep(3)  # a client that stops reading for a while
-            ahead = int(made.read_text())
+            ahead = _settled(made)  # a client that stops reading: until the server stops making more
             assert ahead < 250, f"the server made {ahead * 64 // 1024} MB of the response for a client that read 64 KB"
             while not received.endswith(b"0\r\n\r\n"):  # then reads to the end: all of it comes
                 data = client.recv(1 << 20)

@@ -49,6 +49,7 @@ def _complete_run(session) -> bool:
         not _state["deselected"]
         and modules <= _state["collected"]
         and not session.config.option.keyword
+        and not session.config.option.collectonly  # collected, never run: no figures to write
         and not getattr(session.config.option, "lf", False)
         and not session.shouldstop
     )

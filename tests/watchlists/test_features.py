@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.detection.detectors.conftest import make_bars
 from watchlists.features import FEATURE_COLUMNS, bars_from_ticks, compute_features
-
-from .conftest import make_bars
 
 
 def test_changing_future_bars_never_moves_past_features():

@@ -9,9 +9,8 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from anomalyhub.lib.pagination import Pagination
+from tests.factories import SeriesFactory
 from watchlists.models import Series
-
-from .factories import SeriesFactory
 
 
 class DrfPagination(LimitOffsetPagination):
