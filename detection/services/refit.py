@@ -13,9 +13,11 @@ running at once. The beat task tops every organization up to that cap, and a fin
 its own organization up again, so one organization with thousands of detectors takes turns on the
 train queue with the others instead of filling it.
 
-Idempotent: what is due is read from the data (the newest version's age, open runs), and
-request_training returns a detector's open run instead of queueing a second one, so the beat
-task may run late, twice or concurrently without training anything twice.
+Idempotent: what is due is read from the data (the newest version's age, open runs, a refit
+tried within the interval), and request_training returns a detector's open run instead of
+queueing a second one, so the beat task may run late, twice or concurrently without training
+anything twice. The cap is counted without a lock: two sweeps at the same moment may together
+queue more than it for one organization, once.
 """
 
 from __future__ import annotations
