@@ -160,6 +160,13 @@ CELERY_TASK_DEFAULT_QUEUE = "detect"
 ROLLUP_DELAY_SECONDS = env_int("ROLLUP_DELAY_SECONDS", 30)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+# Scheduled refit of isolation forest and LSTM detectors (docs/detection.md, "Scheduled refit"):
+# each retrains every this many hours on its last DETECTOR_REFIT_WINDOW_DAYS of points; beat looks
+# for due ones every DETECTOR_REFIT_SWEEP_SECONDS; an organization has at most ORG_MAX_REFITS open.
+DETECTOR_REFIT_HOURS = env_int("DETECTOR_REFIT_HOURS", 24)
+DETECTOR_REFIT_WINDOW_DAYS = env_int("DETECTOR_REFIT_WINDOW_DAYS", 14)
+DETECTOR_REFIT_SWEEP_SECONDS = env_int("DETECTOR_REFIT_SWEEP_SECONDS", 600)
+ORG_MAX_REFITS = env_int("ORG_MAX_REFITS", 2)
 CELERY_BEAT_SCHEDULE = {
     # Re-queues series whose detection fell behind (e.g. a worker died holding their run).
     "detection-sweep": {"task": "detection.sweep", "schedule": 60.0},
@@ -168,6 +175,8 @@ CELERY_BEAT_SCHEDULE = {
     "partitions-ahead": {"task": "watchlists.ensure_partitions", "schedule": 6 * 3600.0},
     # After the US close and the daily imports (providers issue refines this to the exchange calendar).
     "nightly-training": {"task": "detection.train_nightly", "schedule": crontab(hour=2, minute=30)},
+    # Learned detectors retrain on recent data every DETECTOR_REFIT_HOURS (detection/services/refit.py).
+    "detector-refit": {"task": "detection.refit_due", "schedule": float(DETECTOR_REFIT_SWEEP_SECONDS)},
     # Held (quiet hours, grouping windows) and failed-but-retryable deliveries.
     "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
     # Dispatches lost more than alerts.sweep's 15 minutes ago, up to a day (a long outage).

@@ -191,7 +191,12 @@ class TrainingRun(TenantModel):
         REJECTED = "rejected"  # trained, but validation was worse than the active model's
         FAILED = "failed"
 
+    class Reason(models.TextChoices):
+        REQUESTED = "requested"  # a person or the nightly schedule asked
+        REFIT = "refit"  # scheduled refit on recent data (detection.services.refit)
+
     detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="runs")
+    reason = models.CharField(max_length=10, choices=Reason.choices, default=Reason.REQUESTED)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0)
     message = models.TextField(blank=True, default="")

@@ -89,8 +89,20 @@ def requeue_orphaned_training(**kwargs) -> int:
 def train_detector(run_id: int, organization_id: int) -> None:
     """Trains one queued run (train queue). Idempotent: a re-delivered task finds the run claimed."""
     from .services.detectors import run_training
+    from .services.refit import request_refits
 
-    run_training(run_id, organization_id)
+    run = run_training(run_id, organization_id)
+    if run is not None and run.reason == run.Reason.REFIT:
+        request_refits(organization_id=organization_id)  # the organization's next refit takes this one's turn
+
+
+@shared_task(name="detection.refit_due")
+def refit_due() -> int:
+    """Queues the scheduled refits of learned detectors (beat, every DETECTOR_REFIT_SWEEP_SECONDS);
+    idempotent, see detection.services.refit."""
+    from .services.refit import request_refits
+
+    return len(request_refits())
 
 
 @shared_task(name="detection.train_nightly")

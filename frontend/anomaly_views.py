@@ -3,8 +3,6 @@ its sentence and one-click feedback; and each anomaly's own page with the chart 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
@@ -13,6 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from alerts.models import SEVERITY_RANK
 from detection.models import Anomaly, Detector, Feedback, Rule, Severity
 from detection.services.anomalies import filter_anomalies
+from detection.services.evaluation import event_gap
 from detection.services.explain import explain, source_name
 from watchlists.models import Series, Watchlist
 
@@ -67,7 +66,7 @@ def incidents(rows_: list[dict]) -> list[dict]:
     for row in rows_:
         a = row["anomaly"]
         key = (a.series_id, a.source)
-        gap = timedelta(seconds=max(settings.ANOMALY_GROUP_GAP_SECONDS, 3 * (a.series.bar_seconds or 0)))
+        gap = event_gap(a.series)
         group = open_.get(key)
         if group is None or group["rows"][-1]["anomaly"].ts - a.ts > gap:
             group = open_[key] = {"rows": [], "severity": a.severity}

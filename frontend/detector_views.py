@@ -1,4 +1,5 @@
-"""Detectors: per series, the active model, training runs with progress, drift, precision, train."""
+"""Detectors: per series, the active model, training runs with progress, drift, precision, train,
+and each one's events and precision / recall on the organization's labels."""
 
 from django.contrib import messages
 from django.http import JsonResponse
@@ -8,12 +9,14 @@ from django.views.decorators.http import require_POST
 from anomalyhub.lib.errors import ServiceError
 from detection.models import Anomaly, Detector, ModelVersion, TrainingRun
 from detection.services import detectors as detector_services
+from detection.services import evaluation as evaluation_services
 from detection.services import history as history_services
 from watchlists.models import Series
 
-from .forms import DetectorForm
+from .anomaly_views import TIME_FORMAT
+from .forms import DetectorForm, RangeForm
 from .pages import attempt, org_page
-from .timezones import regular_hours
+from .timezones import local, regular_hours, zone_label
 
 
 @org_page
@@ -47,6 +50,25 @@ def detector_detail(request, actor, detector_id):
         "drift": detector_services.drift(detector),
         "precision": detector_services.precision(Anomaly.objects.filter(detector=detector)),
         "suggestion": detector_services.suggest_threshold(detector)})
+
+
+@org_page
+def detector_evaluation(request, actor, detector_id):
+    """Events and their precision / recall from labels over a range (detection.services.evaluation)."""
+    detector = get_object_or_404(Detector.objects.for_actor(actor).select_related("series"), pk=detector_id)
+    form = RangeForm(request.GET or None)
+    chosen = {k: v for k, v in form.cleaned_data.items() if v} if form.is_valid() else {}
+    result = None
+    try:
+        result = evaluation_services.evaluate_detector(detector, **chosen)
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+    if result:
+        for event in result["events"]:
+            event["local_start"], event["local_end"] = (local(event[k], detector.series).strftime(TIME_FORMAT)
+                                                        for k in ("start", "end"))
+    return render(request, "frontend/detector_evaluation.html", {
+        "detector": detector, "form": form, "result": result, "zone": zone_label(detector.series)})
 
 
 @require_POST

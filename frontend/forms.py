@@ -100,6 +100,12 @@ class DetectorForm(forms.Form):
         self.fields["series"].choices = [(str(s.pk), s.symbol) for s in series]
 
 
+class RangeForm(forms.Form):
+    start = forms.DateTimeField(required=False, label="From", help_text="a date (UTC) or an ISO time with its offset",
+                                widget=forms.TextInput(attrs={"placeholder": "2013-10-07"}))
+    end = forms.DateTimeField(required=False, label="Until", widget=forms.TextInput(attrs={"placeholder": "2013-10-08"}))
+
+
 class InviteForm(forms.Form):
     email = forms.EmailField(label="Email to invite")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label="Role")

@@ -32,6 +32,7 @@ urlpatterns = [
     path("rules/<int:rule_id>/toggle/", rule_views.rule_toggle, name="rule-toggle"),
     path("detectors/", detector_views.detector_list, name="detectors"),
     path("detectors/<int:detector_id>/", detector_views.detector_detail, name="detector"),
+    path("detectors/<int:detector_id>/evaluation/", detector_views.detector_evaluation, name="detector-evaluation"),
     path("detectors/<int:detector_id>/train/", detector_views.detector_train, name="detector-train"),
     path("detectors/<int:detector_id>/versions/<int:version_id>/activate/", detector_views.version_activate,
          name="version-activate"),

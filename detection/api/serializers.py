@@ -140,8 +140,8 @@ class TrainingRunSerializer(ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "detector", "status", "progress", "message", "start", "end", "model_version", "created_at",
-                  "started_at", "finished_at"]
+        fields = ["id", "detector", "reason", "status", "progress", "message", "start", "end", "model_version",
+                  "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 
 
@@ -192,3 +192,36 @@ class TrainResponseSerializer(TrainingRunSerializer):
     class Meta(TrainingRunSerializer.Meta):
         fields = [*TrainingRunSerializer.Meta.fields, "history_run"]
         read_only_fields = fields
+
+
+class EvaluationQuerySerializer(Serializer):
+    start = serializers.DateTimeField(required=False, help_text="default: 30 days before end")
+    end = serializers.DateTimeField(required=False, help_text="default: just after the series' last point")
+
+
+class DetectorEventSerializer(Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    anomaly_id = serializers.IntegerField(help_text="the event's first anomaly")
+    points = serializers.IntegerField(help_text="anomalies merged into the event")
+    max_score = serializers.FloatField(allow_null=True)
+    severity = serializers.ChoiceField(choices=Severity.choices)
+    labels = serializers.DictField(child=serializers.IntegerField(), help_text="feedback label -> anomalies")
+    verdict = serializers.ChoiceField(choices=["true", "false", "unlabelled"])
+
+
+class DetectorEvaluationSerializer(Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    gap_seconds = serializers.FloatField(help_text="anomalies closer than this are one event")
+    anomalies = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="the range held more anomalies or events than were read")
+    events_total = serializers.IntegerField()
+    labelled_events = serializers.IntegerField()
+    true_events = serializers.IntegerField()
+    false_events = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True, help_text="true / labelled events; null: none labelled")
+    incidents = serializers.IntegerField(help_text="incidents people confirmed on the series, from any source")
+    incidents_found = serializers.IntegerField()
+    recall = serializers.FloatField(allow_null=True, help_text="incidents found / incidents; null: none confirmed")
+    events = DetectorEventSerializer(many=True, help_text="newest first")

@@ -12,6 +12,7 @@ from accounts.api.base import TenantReadOnlyViewSet, TenantViewSet
 from ..models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
 from ..services import anomalies as anomaly_services
 from ..services import detectors as detector_services
+from ..services import evaluation as evaluation_services
 from ..services import history as history_services
 from ..services import rules as rule_services
 from . import serializers as s
@@ -143,7 +144,7 @@ class DetectorViewSet(TenantViewSet):
         Prefetch("versions", queryset=ModelVersion.objects.only("id", "detector_id", "version", "active")),
         "runs").order_by("pk")
     action_permissions = {"train": "change", "drift": "view", "quality": "view", "stream": "view",
-                          "history": "change"}
+                          "history": "change", "evaluation": "view"}
 
     def perform_create(self, serializer):
         serializer.instance = detector_services.save_detector(actor=self.actor, detector=Detector(
@@ -197,6 +198,16 @@ class DetectorViewSet(TenantViewSet):
         return Response({"precision": detector_services.precision(Anomaly.objects.filter(detector=detector)),
                          "suggested_threshold": detector_services.suggest_threshold(detector),
                          "threshold": detector.threshold})
+
+    @extend_schema(parameters=[s.EvaluationQuerySerializer], responses=s.DetectorEvaluationSerializer)
+    @action(detail=True, methods=["get"])
+    def evaluation(self, request, pk=None):
+        """The detector's events over a range and their precision and recall from the organization's
+        labels (detection.services.evaluation)."""
+        query = s.EvaluationQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        result = evaluation_services.evaluate_detector(self.get_object(), **query.validated_data)
+        return Response(s.DetectorEvaluationSerializer(result).data)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)  # `state` and `model_version`, plus the model's own status
     @action(detail=True, methods=["get"])

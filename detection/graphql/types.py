@@ -15,6 +15,7 @@ from watchlists.store.timeconv import from_us
 
 from ..models import Anomaly, Detector, HistoryRun, ModelVersion, Rule, TrainingRun
 from ..services import detectors as detector_services
+from ..services import evaluation as evaluation_services
 from ..services import rules as rule_services
 
 
@@ -62,6 +63,7 @@ class TrainingRunType(TenantScoped):
 
     id: auto
     detector: DetectorType
+    reason: auto
     status: auto
     progress: auto
     message: auto
@@ -71,6 +73,36 @@ class TrainingRunType(TenantScoped):
     created_at: auto
     started_at: auto
     finished_at: auto
+
+
+@strawberry.type(description="Anomalies of one detector merged into one event (detection.services.evaluation).")
+class DetectorEventType:
+    start: datetime
+    end: datetime
+    anomaly_id: strawberry.ID
+    points: int
+    max_score: float | None
+    severity: str
+    labels: JSON
+    verdict: str
+
+
+@strawberry.type(description="A detector's events over a range, with precision and recall from labels.")
+class DetectorEvaluationType:
+    start: datetime
+    end: datetime
+    gap_seconds: float
+    anomalies: int
+    truncated: bool
+    events_total: int
+    labelled_events: int
+    true_events: int
+    false_events: int
+    precision: float | None
+    incidents: int
+    incidents_found: int
+    recall: float | None
+    events: list[DetectorEventType]
 
 
 @strawberry_django.type(Detector)
@@ -98,6 +130,13 @@ class DetectorType(TenantScoped):
         return {"precision": detector_services.precision(Anomaly.objects.filter(
                     organization_id=self.organization_id, detector=self)),
                 "suggested_threshold": detector_services.suggest_threshold(self), "threshold": self.threshold}
+
+    @strawberry_django.field(description="Events over [start, end) (default: the series' last 30 days) and "
+                                         "their precision and recall from the organization's labels.")
+    def evaluation(self, start: datetime | None = None, end: datetime | None = None) -> DetectorEvaluationType:
+        result = evaluation_services.evaluate_detector(self, start=start, end=end)
+        events = [DetectorEventType(**event) for event in result.pop("events")]
+        return DetectorEvaluationType(**result, events=events)
 
 
 @strawberry_django.type(Anomaly)

@@ -133,7 +133,7 @@ def _with_features(series: Series, frame: pd.DataFrame, start_us: int) -> pd.Dat
 
 
 def request_training(*, actor: Actor, detector: Detector, start: datetime | None = None,
-                     end: datetime | None = None) -> TrainingRun:
+                     end: datetime | None = None, reason: str = TrainingRun.Reason.REQUESTED) -> TrainingRun:
     """Queues a training run (one at a time per detector: a queued or running one is returned)."""
     actor.require("change")
     with transaction.atomic():
@@ -142,7 +142,7 @@ def request_training(*, actor: Actor, detector: Detector, start: datetime | None
         if active:
             return active
         run = TrainingRun.objects.create(organization_id=detector.organization_id, detector=detector, start=start,
-                                         end=end, requested_by=actor.credited_user)
+                                         end=end, requested_by=actor.credited_user, reason=reason)
         transaction.on_commit(lambda: _start_training(run.pk, run.organization_id))
     return run
 
@@ -244,6 +244,7 @@ def _train(run: TrainingRun, detector: Detector) -> TrainingRun:
     report = model.fit(frame.iloc[:split])
     _progress(run, 0.8, "validating")
     validation = _validation(model, frame.iloc[split:], report)
+    reference = _active_loss(detector, frame.iloc[split:]) if run.reason == TrainingRun.Reason.REFIT else None
     artifact = model.to_bytes(include_state=False)
     baseline = _baseline(frame.iloc[:split])
     seconds = time.perf_counter() - t0
@@ -256,8 +257,9 @@ def _train(run: TrainingRun, detector: Detector) -> TrainingRun:
             return TrainingRun.objects.get(pk=run.pk)
         active = ModelVersion.objects.filter(detector=detector, active=True).first()
         number = (ModelVersion.objects.filter(detector=detector).aggregate(n=Max("version"))["n"] or 0) + 1
-        better = active is None or detector.needs_retraining or \
-            validation["loss"] <= active.validation.get("loss", float("inf")) * ACTIVATION_TOLERANCE
+        if reference is None and active is not None:
+            reference = active.validation.get("loss", float("inf"))
+        better = active is None or detector.needs_retraining or validation["loss"] <= reference * ACTIVATION_TOLERANCE
         if better and active:
             ModelVersion.objects.filter(pk=active.pk).update(active=False)
         version = ModelVersion.objects.create(
@@ -277,6 +279,15 @@ def _train(run: TrainingRun, detector: Detector) -> TrainingRun:
             message=f"v{number} {'activated' if better else 'kept inactive: validation worse than active'}; "
                     f"validation loss {validation['loss']:.4g}")
     return TrainingRun.objects.get(pk=run.pk)
+
+
+def _active_loss(detector: Detector, holdout: pd.DataFrame) -> float | None:
+    """The active model's loss on the new model's holdout. A refit is judged against what runs now
+    on the same recent points: the active model's own holdout predates the change it must learn."""
+    version = ModelVersion.objects.filter(detector=detector, active=True).only("artifact").first()
+    if version is None:
+        return None
+    return _validation(load_detector(bytes(version.artifact)), holdout, {})["loss"]
 
 
 def _validation(model, holdout: pd.DataFrame, report: dict) -> dict:

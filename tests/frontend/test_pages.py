@@ -97,7 +97,7 @@ def _pages(o):
     return [f"/watchlists/{o['watchlist'].pk}/", f"/watchlists/{o['watchlist'].pk}/edit/",
             f"/series/{o['series'].pk}/replay/", f"/anomalies/{o['anomaly'].pk}/", f"/rules/{o['rule'].pk}/",
             f"/alerts/{o['subscription'].pk}/", f"/detectors/{o['detector'].pk}/",
-            f"/detectors/{o['detector'].pk}/runs/{o['run'].pk}/"]
+            f"/detectors/{o['detector'].pk}/evaluation/", f"/detectors/{o['detector'].pk}/runs/{o['run'].pk}/"]
 
 
 def _posts(o):
