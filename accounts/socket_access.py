@@ -27,7 +27,7 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import user_logged_out
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from anomalyhub.lib.channel_layer import group_send_after_commit
@@ -100,12 +100,22 @@ def _membership_deleted(sender, instance: Membership, **kwargs) -> None:
     revoke(member_group(instance.organization_id, instance.user_id))
 
 
+@receiver(pre_save, sender=User, dispatch_uid="socket_access.user_saving")
+def _user_saving(sender, instance: User, update_fields=None, **kwargs) -> None:
+    # A new password ends every session (Django's session auth hash), so it ends the sockets too,
+    # as deactivation does. A sign-in also saves the user (update_fields=["last_login"]) and must
+    # not: only a save that may write the password or is_active reads the stored row to compare.
+    instance.ends_socket_access = False
+    if instance.pk is None or (update_fields is not None and not {"password", "is_active"} & set(update_fields)):
+        return
+    stored = User.objects.filter(pk=instance.pk).values_list("password", "is_active").first()
+    instance.ends_socket_access = stored is not None and (
+        stored[0] != instance.password or (stored[1] and not instance.is_active))
+
+
 @receiver(post_save, sender=User, dispatch_uid="socket_access.user_saved")
 def _user_saved(sender, instance: User, created: bool, **kwargs) -> None:
-    # `_password` is set by set_password() until save() has finished: a new password ends every
-    # session (Django's session auth hash), so it ends the sockets too. A sign-in also saves the
-    # user (last_login) and must not.
-    if not created and (not instance.is_active or getattr(instance, "_password", None) is not None):
+    if not created and getattr(instance, "ends_socket_access", False):
         revoke(user_group(instance.pk))
 
 

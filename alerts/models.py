@@ -8,8 +8,6 @@ from accounts.querysets import TenantModel
 from detection.models import Anomaly, Detector, Rule, Severity
 from watchlists.models import Series, Watchlist
 
-SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
-
 
 class Target(models.TextChoices):
     EVERYTHING = "everything"

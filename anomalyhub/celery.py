@@ -32,7 +32,12 @@ class RedisChannel(kombu_redis.Channel):
     before its restore (which fails while Redis is down; kombu ignores that), so the second does
     nothing. Unrestored messages stay in Redis' unacked index until the visibility timeout; a Redis
     that restarted empty lost them anyway, and the beat sweeps redo that work.
-    tests/reliability/test_faults_redis.py makes this moment happen."""
+
+    Upstream: the unguarded read came with celery/kombu#1733 ("Prevent redis task loss when closing
+    connection while in poll") and is still in kombu 5.7.0; the AttributeError it leads to is the
+    one of celery/kombu#582 and #970. Still needed: with kombu's stock transport,
+    tests/reliability/test_worker_outlives_broker_restart.py fails (the worker exits). Drop this
+    class once that test passes without it."""
 
     def close(self):
         if self._in_poll:

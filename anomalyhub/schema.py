@@ -24,7 +24,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry_django.optimizer import DjangoOptimizerExtension
@@ -140,28 +140,10 @@ class AnomalyHubSchema(strawberry.Schema):
 # every request (DepthLimiter builds a class per instance), which is what lets validation be cached.
 LIMIT_RULES = (*DepthLimiter(max_depth=MAX_DEPTH).validation_rules,
                *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules, QueryCostLimit)
-# Distinct query texts remembered, parsed (ParserCache) and known valid (KnownValidQueries).
-# Clients send a handful of fixed documents; the bound keeps made-up ones from growing memory.
+# Distinct query texts remembered, parsed (ParserCache) and validated (ValidationCache): validation
+# was half the CPU of a small query. Clients send a handful of fixed documents; the bound keeps
+# made-up ones from growing memory.
 DOCUMENT_CACHE_SIZE = 512
-
-
-class KnownValidQueries(SchemaExtension):
-    """Validation depends only on the document (the schema and rules are fixed), and it was half
-    the CPU of a small query: a query text that validated once skips validation afterwards. Only
-    successes are remembered, so every refused document still gets its errors from graphql-core."""
-
-    _valid: set[tuple] = set()
-
-    def on_validate(self):
-        ctx = self.execution_context
-        key = (ctx.query, ctx.validation_rules) if ctx.query else None
-        if key in self._valid:
-            ctx.pre_execution_errors = []  # strawberry validates only while this is None
-        yield
-        if key is not None and ctx.pre_execution_errors == [] and key not in self._valid:
-            if len(self._valid) >= DOCUMENT_CACHE_SIZE:
-                self._valid.clear()  # a flood of distinct documents: start over
-            self._valid.add(key)
 
 
 schema = AnomalyHubSchema(
@@ -174,6 +156,6 @@ schema = AnomalyHubSchema(
         lambda: AddValidationRules(list(LIMIT_RULES)),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),  # a parse option: before ParserCache
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        KnownValidQueries,
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
     ],
 )

@@ -120,13 +120,14 @@ if REDIS_URL:
         "default": {
             # channels-redis' pub/sub layer: one PUBLISH per group reaches every process that has
             # subscribers (see anomalyhub/lib/channel_layer.py; measured in tests/benchmarks/bench_live.py).
-            "BACKEND": "anomalyhub.lib.channel_layer.RedisPubSubLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 # redis-py 8 otherwise times idle sockets out after 5 s (close 1011).
                 "hosts": [{"address": _redis_db(REDIS_URL, 2), "socket_timeout": None}],
-                # Events that may wait for ONE consumer before it is closed as too slow (4008);
-                # bursts below this are absorbed, never silently dropped.
-                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000),
+                # Redis pub/sub ignores the db number: a channel published on db 2 reaches
+                # subscribers on every db of the server. The db goes into the prefix, so deployments
+                # and test runs sharing one Redis server on different dbs never hear each other.
+                "prefix": f"asgi.db{urlsplit(_redis_db(REDIS_URL, 2)).path.strip('/')}.",
             },
         }
     }
@@ -134,6 +135,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "anomalyhub.lib.channel_layer.ThreadSafeInMemoryChannelLayer",
                                   "CONFIG": {"capacity": 5000}}}
+# Frames that may wait to be written to one WebSocket before it is closed as too slow (4008):
+# bursts below this are absorbed, never silently dropped (detection.consumers).
+LIVE_MAX_BACKLOG = env_int("LIVE_MAX_BACKLOG", 5000)
 # Bytes the server may hold, already written, for one WebSocket client that stopped reading
 # before it drops that client (4008); the kernel's socket buffers come on top.
 LIVE_MAX_UNSENT_BYTES = env_int("LIVE_MAX_UNSENT_BYTES", 8 * 2**20)

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -43,11 +42,6 @@ def heartbeat_seconds() -> float:
     return getattr(settings, "LIVE_HEARTBEAT_SECONDS", 15.0)
 
 
-def max_backlog(layer) -> int:
-    """Events that may wait for one connection: LIVE_MAX_BACKLOG, else the layer's capacity."""
-    return getattr(settings, "LIVE_MAX_BACKLOG", None) or getattr(layer, "capacity", 1000)
-
-
 @database_sync_to_async
 def resolve_series(actor, series_ids, watchlist_id) -> tuple[set[int], list]:
     """(the series the actor may read, the requested ids it may not — missing or another org's)."""
@@ -68,18 +62,14 @@ def _ids(value) -> list[int] | None:
 
 
 class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
-    dropped = False  # closed as too slow
+    """Every frame to the client goes through this connection's own queue (`outbox`), written in
+    order by one task: a client that does not read makes the server's send wait (or, under a
+    server whose send never waits, piles up unsent bytes), and either way this connection alone is
+    closed as too slow once LIVE_MAX_BACKLOG frames wait, while the channel layer keeps handing
+    events to every other connection."""
 
-    async def dispatch(self, message):
-        """Channels' dispatch awaits aclose_old_connections() before every handler: a hop through
-        the process' one thread-sensitive sync thread for every message, i.e. for every event to
-        every subscriber, each waiting behind whatever sync work holds that thread. This consumer
-        reaches the database only through database_sync_to_async, which closes stale connections
-        itself, so it dispatches straight to the handler."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    dropped = False  # closed as too slow
+    outbox: asyncio.Queue | None = None
 
     async def connect(self):
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("ticket", [None])[0]
@@ -96,12 +86,13 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         self.joined: dict[str, int] = {}  # group -> how many subscriptions need it
         self.next_id = 1
         self.received: deque[float] = deque()
-        # Read once per connection, not per event: a setting left unset costs an AttributeError
-        # inside Django's LazySettings on every lookup.
-        self.max_backlog = max_backlog(self.channel_layer)
+        # Read once per connection, not per event.
+        self.max_backlog = settings.LIVE_MAX_BACKLOG
         self.max_unsent = settings.LIVE_MAX_UNSENT_BYTES  # bytes held for a client that does not read
-        self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)
+        self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)  # given by servers that can tell
         await self.accept()
+        self.outbox = asyncio.Queue()
+        self.writer = asyncio.create_task(self._write())
         await self.bind_access(actor, session_key, session)
         metrics.WS_CONNECTIONS.inc()
         self.counted = True
@@ -113,11 +104,34 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         if getattr(self, "counted", False):
             metrics.WS_CONNECTIONS.dec()
             self.counted = False
-        if hasattr(self, "heartbeat"):
-            self.heartbeat.cancel()
+        for task in (getattr(self, "heartbeat", None), getattr(self, "writer", None)):
+            if task is not None:
+                task.cancel()
         await self.unbind_access()
         for group in list(getattr(self, "joined", {})):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        """Queues a frame for the writer (frames before connect() made the queue go straight out)."""
+        if self.outbox is None:
+            return await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        self.outbox.put_nowait(("frame", text_data, bytes_data))
+        if close:
+            await self.close()
+
+    async def close(self, code=None, reason=None):
+        """After the frames queued before it (an error frame, then its close)."""
+        if self.outbox is None:
+            return await super().close(code=code, reason=reason)
+        self.outbox.put_nowait(("close", code, reason))
+
+    async def _write(self):
+        while True:
+            kind, first, second = await self.outbox.get()
+            if kind == "close":
+                await super().close(code=first, reason=second)
+                return
+            await super().send(text_data=first, bytes_data=second)
 
     async def _beat(self):
         while True:
@@ -229,24 +243,20 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
 
     # -- server -> client ---------------------------------------------------------------
-    def _backlog(self) -> int:
-        backlog = getattr(self.channel_layer, "backlog", None)
-        return backlog(self.channel_name) if backlog is not None else 0
-
     async def live_event(self, message):
         """A point batch or an anomaly for one series: once per subscription that covers it,
         numbered per subscription so clients can see a gap and re-sync over REST."""
         if self.dropped:
             return  # closing: events still arrive until the disconnect leaves the groups
-        if self._backlog() > self.max_backlog or self.unsent_bytes() > self.max_unsent:
-            # This connection's own queue overflows, or the client stopped reading and what was
-            # written for it piles up in the server's socket buffer: drop it rather than buffer
-            # for it. Judged per connection, not by the event's age, so a server that is behind as
-            # a whole (the same delay for every client) does not drop healthy clients.
+        if self.outbox.qsize() >= self.max_backlog or self.unsent_bytes() > self.max_unsent:
+            # This connection's own frames pile up (its client does not read, so the server's send
+            # waits), or what was written for it piles up in the server's socket buffer: drop it
+            # rather than buffer for it. Judged per connection, not by the event's age, so a server
+            # that is behind as a whole (the same delay for every client) drops no healthy client.
             self.dropped = True
             metrics.WS_DROPPED.labels("too_slow").inc()
-            await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
-            await self.close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
+            self.writer.cancel()  # what waits is never written; the close frame says why
+            await super().close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
             return
         head, sent = None, 0
         for sub_id, sub in self.subscriptions.items():
@@ -261,9 +271,8 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
 
 
 def encoded_head(message: dict) -> str:
-    """The event's JSON without its closing brace, ready for the per-subscription fields. Encoded
-    once per message: the pub/sub layer hands every consumer of this process the same dict
-    (anomalyhub.lib.channel_layer), so each event is serialised once, not once per subscriber."""
+    """The event's JSON without its closing brace, ready for the per-subscription fields: encoded
+    once per message, not once per subscription of this connection that covers its series."""
     head = message.get("_head")
     if head is None:
         text = json.dumps(message["event"])

@@ -15,6 +15,9 @@ class Severity(models.TextChoices):
     CRITICAL = "critical"
 
 
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
 class Rule(TenantModel):
     """DolphinDB-style metrics watching one series or every series of a watchlist.
 

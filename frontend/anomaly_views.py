@@ -8,8 +8,7 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
-from alerts.models import SEVERITY_RANK
-from detection.models import Anomaly, Detector, Feedback, Rule, Severity
+from detection.models import SEVERITY_RANK, Anomaly, Detector, Feedback, Rule, Severity
 from detection.services.anomalies import filter_anomalies
 from detection.services.evaluation import event_gap
 from detection.services.explain import explain, source_name

@@ -15,9 +15,9 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from detection.models import Anomaly
+from detection.models import SEVERITY_RANK, Anomaly
 
-from ..models import SEVERITY_RANK, AlertSubscription, Channel, Incident, Notification, Target
+from ..models import AlertSubscription, Channel, Incident, Notification, Target
 from ..noise import ANOMALIES, IncidentState, Item, Message, Planner
 from . import render
 from .subscriptions import config_for

@@ -1,125 +1,60 @@
-"""The live feed's channel layers, with the two things the feed needs beyond the Channels API:
+"""Sending to the live feed's channel layer from plain threads, and the embedded mode's layer.
 
-- `group_send_many_sync(messages)`: publish a list of (group, message) from a plain thread (the
-  ingest request's on_commit, a Celery worker) without an event loop hop per message;
-- `backlog(channel)`: how many events wait for one consumer in this process (its own queue), so
-  a consumer that cannot keep up is judged by its own pending writes, not by server lag.
+Production uses channels-redis' stock `RedisPubSubChannelLayer` (settings.CHANNEL_LAYERS): a
+group is one Redis channel; each ASGI process subscribes once per group its sockets joined and
+fans out in memory, so one PUBLISH reaches every subscriber. Delivery is at most once, like the
+feed's contract: a client that sees a `seq` gap re-syncs over REST. How much may wait for one
+socket is bounded by the consumer itself (detection.consumers), not by the layer.
 
-Production: `RedisPubSubLayer`, channels-redis' pub/sub layer. A group is one Redis channel; each
-ASGI process subscribes once per group its sockets joined and fans out in memory, so one PUBLISH
-reaches every subscriber (the list-based RedisChannelLayer pushes a copy per consumer and each
-consumer polls). Delivery is at most once, like the feed's contract: a client that sees a `seq`
-gap re-syncs over REST. The per-consumer bound is `capacity` (events waiting in this process).
+`group_send_many(messages)` publishes from a plain thread (a request's on_commit, a Celery
+worker) through the layer's own async `group_send`, run on one event loop per process that lives
+in a daemon thread: the layer keeps its Redis connections per event loop, so a fresh loop per call
+(async_to_sync from a plain thread) would connect to Redis for every send.
 
-Embedded mode: `ThreadSafeInMemoryChannelLayer`. In `make run` the demo replay and in-process
-tasks publish from worker threads while consumers wait on the server's event loop. The stock
-InMemoryChannelLayer would put into that loop's asyncio queues from a foreign thread, which wakes
-nobody; here such sends are handed to the receiving loop with call_soon_threadsafe."""
+Embedded mode (`make run`, no Redis): `ThreadSafeInMemoryChannelLayer`. The demo replay and
+in-process tasks publish from worker threads while consumers wait on the server's event loop; the
+stock InMemoryChannelLayer would put into that loop's asyncio queues from a foreign loop, which
+wakes nobody. Here a send is run on the loop where the channel's receiver waits."""
 
 import asyncio
 import logging
+import os
 import threading
-import time
-from copy import deepcopy
-from urllib.parse import urlsplit
 
-import redis
-from asgiref.sync import async_to_sync
-from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from channels_redis.utils import _consistent_hash, decode_hosts
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
-DEFAULT_CAPACITY = 1000
-# Messages whose decoding the consumers that receive them share: the latest few (consumers take a
-# message within moments of each other), and small ones (a big point batch is decoded per consumer
-# rather than kept).
-DECODED_KEPT, DECODED_MAX_BYTES = 64, 65536
+SEND_TIMEOUT_SECONDS = 10  # a Redis that hangs must not hold a request or a task forever
 
 
-class RedisPubSubLayer(RedisPubSubChannelLayer):
-    def __init__(self, hosts=None, prefix=None, capacity=DEFAULT_CAPACITY, **kwargs):
-        # Redis pub/sub ignores the database number: a channel published on db 2 reaches
-        # subscribers on every db of that server. The db goes into the prefix so deployments
-        # (and test runs) sharing one Redis server on different dbs never hear each other.
-        prefix = prefix or f"asgi.db{_db_number(decode_hosts(hosts)[0])}."
-        super().__init__(hosts=hosts, prefix=prefix, **kwargs)
-        self.capacity = capacity
-        self._prefix = prefix
-        self._hosts = decode_hosts(hosts)
-        self._sync_clients: dict[int, redis.Redis] = {}
-        self._sync_lock = threading.Lock()
-        self._decoded: dict[int, tuple[bytes, dict]] = {}
+class _SenderLoop:
+    """One event loop per process, in a daemon thread, that runs the sends of plain threads."""
 
-    def _sync_client(self, shard: int) -> redis.Redis:
-        client = self._sync_clients.get(shard)
-        if client is None:
-            with self._sync_lock:
-                client = self._sync_clients.get(shard)
-                if client is None:
-                    host = dict(self._hosts[shard])
-                    address = host.pop("address", None)
-                    client = redis.Redis.from_url(address, **host) if address else redis.Redis(**host)
-                    self._sync_clients[shard] = client
-        return client
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pid = None
 
-    def group_channel(self, group: str) -> str:
-        return f"{self._prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel name
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self.lock:
+            if self.loop is None or self.pid != os.getpid():  # a forked child (Celery prefork) starts its own
+                self.loop, self.pid = asyncio.new_event_loop(), os.getpid()
+                threading.Thread(target=self.loop.run_forever, name="channel-layer-sender", daemon=True).start()
+            return self.loop
 
-    def subscribers(self, group: str) -> int:
-        """Processes subscribed to the group (PUBSUB NUMSUB: one Redis connection per process)."""
-        channel = self.group_channel(group)
-        return self._sync_client(_consistent_hash(channel, len(self._hosts))).pubsub_numsub(channel)[0][1]
 
-    def group_send_many_sync(self, messages) -> None:
-        """PUBLISHes every (group, message) in one pipelined round trip per shard, in order."""
-        by_shard: dict[int, list] = {}
-        for group, message in messages:
-            channel = self.group_channel(group)
-            by_shard.setdefault(_consistent_hash(channel, len(self._hosts)), []).append(
-                (channel, self.serialize(message)))
-        for shard, items in by_shard.items():
-            pipe = self._sync_client(shard).pipeline(transaction=False)
-            for channel, data in items:
-                pipe.publish(channel, data)
-            pipe.execute()
-
-    def deserialize(self, message):
-        """One PUBLISH reaches every consumer of the group in this process as the same bytes
-        object: it is decoded once and every consumer gets the same dict (they only read it; the
-        live feed also caches its JSON encoding there)."""
-        key = id(message)
-        hit = self._decoded.get(key)
-        if hit is not None and hit[0] is message:
-            return hit[1]
-        decoded = super().deserialize(message)
-        if len(message) > DECODED_MAX_BYTES:
-            return decoded
-        if len(self._decoded) >= DECODED_KEPT:
-            del self._decoded[next(iter(self._decoded))]
-        self._decoded[key] = (message, decoded)  # holding the bytes keeps their id from being reused
-        return decoded
-
-    def backlog(self, channel: str) -> int:
-        """Events received for this consumer and not yet handled (call from its event loop)."""
-        queue = self._get_layer().channels.get(channel)
-        return queue.qsize() if queue is not None else 0
+_SENDER = _SenderLoop()
 
 
 def group_send_many(messages) -> None:
-    """Sends (group, message) pairs from a plain thread (a request's on_commit, a Celery worker),
-    in order: one Redis round trip with this module's layers, else the layer's own group_send per
-    message. Raises what the layer raises (Redis down)."""
+    """Sends (group, message) pairs from a plain thread, in order, with the layer's group_send.
+    Raises what the layer raises (Redis down), or TimeoutError."""
     layer = get_channel_layer()
     if layer is None or not messages:
         return
-    send_many = getattr(layer, "group_send_many_sync", None)
-    if send_many is not None:
-        send_many(messages)
-    else:
-        async_to_sync(_send_each)(layer, messages)
+    future = asyncio.run_coroutine_threadsafe(_send_each(layer, messages), _SENDER.get())
+    future.result(timeout=SEND_TIMEOUT_SECONDS)
 
 
 def group_send_after_commit(messages, undone: str) -> None:
@@ -138,54 +73,27 @@ async def _send_each(layer, messages) -> None:
         await layer.group_send(group, message)
 
 
-def _db_number(host: dict) -> int:
-    if "db" in host:
-        return int(host["db"])
-    path = urlsplit(host.get("address", "")).path.strip("/")
-    return int(path) if path.isdigit() else 0
-
-
 class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
+    """InMemoryChannelLayer whose send() from another event loop runs on the receiver's loop."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._loops: dict[str, asyncio.AbstractEventLoop] = {}
+        self.receiver_loops: dict[str, asyncio.AbstractEventLoop] = {}
 
     async def receive(self, channel):
-        self._loops[channel] = asyncio.get_running_loop()
+        self.receiver_loops[channel] = asyncio.get_running_loop()
         return await super().receive(channel)
 
     async def send(self, channel, message):
-        loop = self._loops.get(channel)
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        if loop is None or loop is current or loop.is_closed():
+        loop = self.receiver_loops.get(channel)
+        if loop is None or loop is asyncio.get_running_loop() or loop.is_closed():
             return await super().send(channel, message)
-        loop.call_soon_threadsafe(self._put, channel, deepcopy(message))
-
-    def _put(self, channel, message):
-        queue = self.channels.setdefault(channel, asyncio.Queue(maxsize=self.get_capacity(channel)))
-        try:
-            queue.put_nowait((time.time() + self.expiry, message))
-        except asyncio.QueueFull:
-            pass  # like group_send: a full channel drops, the client sees a seq gap
-
-    def group_send_many_sync(self, messages) -> None:
-        async_to_sync(self._group_send_many)(messages)
-
-    async def _group_send_many(self, messages) -> None:
-        for group, message in messages:
-            await self.group_send(group, message)
-
-    def backlog(self, channel: str) -> int:
-        queue = self.channels.get(channel)
-        return queue.qsize() if queue is not None else 0
+        # Not awaited: a full channel drops the message (ChannelFull, which group_send ignores too).
+        asyncio.run_coroutine_threadsafe(super().send(channel, message), loop)
 
     async def flush(self):
-        self._loops.clear()
+        self.receiver_loops.clear()
         await super().flush()
 
 
-__all__ = ["ChannelFull", "RedisPubSubLayer", "ThreadSafeInMemoryChannelLayer", "group_send_after_commit",
-           "group_send_many"]
+__all__ = ["ThreadSafeInMemoryChannelLayer", "group_send_after_commit", "group_send_many"]

@@ -1,18 +1,20 @@
 """A per-process cache with a time to live, for lookups that nearly every request repeats (the API
-key of the request, the series an ingest batch names).
+key of the request, the series an ingest batch names): cachetools' TLRUCache behind a lock.
 
-Each process keeps its own entries for `<setting>` seconds (0 turns the cache off). The owner of
-the data drops entries from model signals, so a change made in this process is seen at once; other
-processes see it within the time to live. Callers that must not act on a stale entry check it
-where it matters (see watchlists.services._advance_last_points)."""
+Each process keeps its own entries for `<setting>` seconds (0 turns the cache off), read when an
+entry is stored, so an override applies at once. The owner of the data drops entries from model
+signals, so a change made in this process is seen at once; other processes see it within the time
+to live. Callers that must not act on a stale entry check it where it matters (see
+watchlists.services._advance_last_points)."""
 
 from __future__ import annotations
 
-import time
+import threading
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from cachetools import TLRUCache
 from django.conf import settings
 from django.db import transaction
 
@@ -27,32 +29,23 @@ def clear_all() -> None:
 
 class TTLCache:
     def __init__(self, setting: str, default: float, max_entries: int = 10_000):
-        self.setting, self.default, self.max_entries = setting, default, max_entries
-        self._items: dict[Hashable, tuple[float, Any]] = {}
+        # TLRUCache, not TTLCache: the time to live is a setting read per entry, not fixed at import.
+        self.entries = TLRUCache(max_entries, lambda _key, _value, now: now + getattr(settings, setting, default))
+        self.lock = threading.Lock()  # cachetools' caches are not thread-safe; requests run on threads
         _ALL.add(self)
 
-    def ttl(self) -> float:
-        return getattr(settings, self.setting, self.default)
-
     def get(self, key: Hashable) -> Any | None:
-        hit = self._items.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        with self.lock:
+            return self.entries.get(key)
 
     def put(self, key: Hashable, value: Any) -> None:
-        ttl = self.ttl()
-        if ttl <= 0:
-            return
-        if len(self._items) >= self.max_entries:
-            self._items.clear()  # bounded: a burst of distinct keys costs lookups, never memory
-        self._items[key] = (time.monotonic() + ttl, value)
-
-    def discard(self, key: Hashable) -> None:
-        self._items.pop(key, None)
+        with self.lock:
+            self.entries[key] = value  # an entry whose time to live is 0 is not stored
 
     def discard_where(self, predicate: Callable[[Hashable, Any], bool]) -> None:
-        for key, (_, value) in list(self._items.items()):
-            if predicate(key, value):
-                self._items.pop(key, None)
+        with self.lock:
+            for key in [k for k, v in self.entries.items() if predicate(k, v)]:
+                del self.entries[key]
 
     def forget(self, predicate: Callable[[Hashable, Any], bool]) -> None:
         """What a model signal calls: drops the matching entries now, and again when the change
@@ -60,5 +53,11 @@ class TTLCache:
         self.discard_where(predicate)
         transaction.on_commit(lambda: self.discard_where(predicate))
 
+    def expire(self, at: float) -> None:
+        """Drops the entries that have expired by `at` (time.monotonic())."""
+        with self.lock:
+            self.entries.expire(at)
+
     def clear(self) -> None:
-        self._items.clear()
+        with self.lock:
+            self.entries.clear()

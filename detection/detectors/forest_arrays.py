@@ -46,11 +46,12 @@ def export_forest(model) -> dict[str, np.ndarray]:
     feature = np.zeros((len(trees), max(n_internal, 1)), dtype=np.int32)
     threshold = np.full((len(trees), max(n_internal, 1)), np.inf, dtype=np.float32)
     leaf = np.zeros((len(trees), n_leaf), dtype=np.float64)
-    subsample = model._max_features != model.n_features_in_
     for i, (est, feats) in enumerate(zip(trees, model.estimators_features_, strict=True)):
         t = est.tree_
         left, right = t.children_left, t.children_right
-        feat = np.asarray(feats)[t.feature] if subsample else t.feature
+        # A tree's features index its own column subset (estimators_features_: all of them, in
+        # order, unless max_features < 1); leaves' -2 map to some column and are never read.
+        feat = np.asarray(feats)[t.feature]
         thr = _round_down_f32(t.threshold)
         path = average_path_length(t.n_node_samples)
         # Iterative fill: (heap index, sklearn node, depth of that sklearn node).

@@ -25,11 +25,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.errors import InvalidError
-from alerts.models import SEVERITY_RANK
+from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series
 
-from ..models import Anomaly, Detector, Feedback
+from ..models import SEVERITY_RANK, Anomaly, Detector, Feedback
 
 GOOD = (Feedback.CONFIRMED, Feedback.NEW_TREND)
 NOISE = (Feedback.FALSE_ALARM, Feedback.EXPECTED)

@@ -1,6 +1,8 @@
 """Resolved API keys are remembered per process for API_KEY_CACHE_SECONDS, and forgotten at once
 when the key is revoked, changed or deleted."""
 
+import time
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,14 +19,14 @@ def raw_key(alice, org_a):
 
 
 @pytest.mark.django_db
-def test_a_resolved_key_is_served_without_a_query_until_it_expires(raw_key, settings, monkeypatch):
+def test_a_resolved_key_is_served_without_a_query_until_it_expires(raw_key):
     first = resolve_api_key(raw_key)
     with CaptureQueriesContext(connection) as queries:
         assert resolve_api_key(raw_key) == first
     assert len(queries) == 0
-    from anomalyhub.lib import localcache
+    from accounts import services
 
-    monkeypatch.setattr(localcache.time, "monotonic", lambda: 10**12)  # past every entry's expiry
+    services._RESOLVED.expire(time.monotonic() + 3600)  # an hour on: past every entry's expiry
     with CaptureQueriesContext(connection) as queries:
         assert resolve_api_key(raw_key) == first
     assert len(queries) == 1

@@ -1,5 +1,6 @@
 """The live feed over the real ASGI app and the real Redis channel layer."""
 
+import asyncio
 import json
 
 import pytest
@@ -37,9 +38,9 @@ def send_points(org, series, values, start=0):
                                                                 {"value": np.array(values, dtype=float)}))])
 
 
-async def connect(key=None, path="/ws/v1/live/", headers=()):
+async def connect(key=None, path="/ws/v1/live/", headers=(), app=application):
     hdrs = [(b"authorization", f"Bearer {key}".encode())] if key else []
-    client = WebsocketCommunicator(application, path, headers=hdrs + list(headers))
+    client = WebsocketCommunicator(app, path, headers=hdrs + list(headers))
     connected, code = await client.connect(timeout=5)
     return client, connected, code
 
@@ -184,31 +185,49 @@ async def test_unsubscribe_stops_events_and_heartbeats_flow(settings):
     await client.disconnect()
 
 
-async def test_a_client_whose_own_queue_overflows_is_dropped_and_others_are_not(settings):
-    """Slowness is judged by the connection's own backlog, not by how old an event is."""
+def stops_reading_after(frames: int):
+    """The application as a server runs it for a client that stops reading after `frames` frames:
+    once the socket's buffers are full, the server's send() waits, for good."""
+    async def app(scope, receive, send):
+        written = 0
+
+        async def server_send(message):
+            nonlocal written
+            if message["type"] == "websocket.send":
+                written += 1
+                if written > frames:
+                    await asyncio.Event().wait()
+            await send(message)
+
+        return await application(scope, receive, server_send)
+    return app
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_others_are_not(settings):
+    """Slowness is judged by the frames waiting for the connection itself, not by how old an event is."""
     from watchlists.live import publish_many
 
     settings.LIVE_MAX_BACKLOG = 5
     org, _, busy, key = await tenant()
     quiet = await database_sync_to_async(SeriesFactory)(organization=org, symbol="Q", kind="metric", exchange="",
                                                           bar_seconds=None)
-    slow, _, _ = await connect(key)
+    slow, _, _ = await connect(key, app=stops_reading_after(3))  # welcome, subscribed, one event
     await welcome_and_subscribe(slow, series=[busy.pk])
     other, _, _ = await connect(key)
-    await welcome_and_subscribe(other, series=[quiet.pk])
-    # A burst far larger than the bound reaches the slow client's queue before it can drain it.
-    publish_many([(busy.pk, {"type": "metric", "series": busy.pk, "points": [[i, 1.0]]}) for i in range(200)])
-    publish_many([(quiet.pk, {"type": "metric", "series": quiet.pk, "points": [[0, 2.0]]})])
+    await welcome_and_subscribe(other, series=[busy.pk, quiet.pk])
+    await asyncio.to_thread(publish_many, [(busy.pk, {"type": "metric", "series": busy.pk, "points": [[i, 1.0]]})
+                                          for i in range(20)])
+    await asyncio.to_thread(publish_many, [(quiet.pk, {"type": "metric", "series": quiet.pk, "points": [[0, 2.0]]})])
     outputs = []
     while True:
         out = await slow.receive_output(timeout=5)
         outputs.append(out)
         if out["type"] == "websocket.close":
             break
-    assert outputs[-1]["code"] == 4008
-    assert any('"too_slow"' in o.get("text", "") for o in outputs)
-    event = await other.receive_json_from(timeout=5)
-    assert event["series"] == quiet.pk and event["seq"] == 1
+    assert outputs[-1]["code"] == 4008 and outputs[-1]["reason"].startswith("too_slow")
+    assert len(outputs) == 2  # the one event it read, then the close
+    events = [await other.receive_json_from(timeout=5) for _ in range(21)]
+    assert [e["seq"] for e in events] == list(range(1, 22)) and events[-1]["series"] == quiet.pk
     await other.disconnect()
 
 
