@@ -11,10 +11,6 @@ from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anomalyhub.settings")
-# The worker's main process (the -A module is imported before the prefork pool forks): its pool
-# processes share it, and a restarted worker has a new one. os.getppid() was that only under
-# prefork; under the solo pool it was the worker's parent, the same after a restart.
-WORKER_PID = os.getpid()
 
 
 class RedisChannel(kombu_redis.Channel):
