@@ -3,6 +3,7 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -37,12 +38,19 @@ def refresh_pending_rollups(organization_id: int) -> int:
     pending.woken(pending.ROLLUPS, organization_id)
     done, failed = 0, set()
     with pending.claim(pending.ROLLUPS, organization_id, settings.ROLLUP_SERIES_PER_TASK) as claim:
-        for series in Series.objects.filter(pk__in=list(claim.spans), organization_id=organization_id).order_by("pk"):
+        series_list = list(Series.objects.filter(pk__in=list(claim.spans), organization_id=organization_id)
+                           .order_by("pk"))
+        for i, series in enumerate(series_list):
             try:
                 with transaction.atomic():
                     rollups.refresh_rollups(series, *claim.spans[series.pk])
             except (OperationalError, InterfaceError):
                 raise  # the connection is gone: the whole claim rolls back, every row stays queued
+            except SoftTimeLimitExceeded:
+                # Out of time: what is refreshed commits, the rest stays queued for the next run.
+                for rest in series_list[i:]:
+                    claim.release(rest.pk)
+                break
             except Exception:  # noqa: BLE001 — logged; its rows stay queued for the sweep, the others go on
                 logger.exception("rollup refresh of series %s over %s failed; its rows stay queued", series.pk,
                                  claim.spans[series.pk])

@@ -5,6 +5,7 @@ what no refresh took (the wake-up lost with Redis, or a refresh failing) the rol
 from datetime import datetime, timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -144,3 +145,20 @@ def test_a_run_takes_its_share_of_series_and_queues_the_rest_behind_others(org_a
     # A's seven series took three turns; B's one ran after A's first, not after all of A's.
     assert refreshed == [*(s.pk for s in mine[:3]), theirs.pk, *(s.pk for s in mine[3:])]
     assert not ROLLUPS.exists()
+
+
+def test_a_run_out_of_time_commits_what_it_refreshed_and_queues_the_rest(org_a, spy, monkeypatch):
+    qqq, iwm = (SeriesFactory(organization=org_a, symbol=s, kind="trade") for s in ("QQQ", "IWM"))
+    pending.add(org_a.pk, {spy.pk: (1, 2), qqq.pk: (3, 4), iwm.pk: (5, 6)}, purposes=(pending.ROLLUPS,))
+    refreshed, queued = [], []
+
+    def refresh(series, lo, hi):  # Celery's soft time limit strikes during the second series
+        if series.pk == qqq.pk:
+            raise SoftTimeLimitExceeded()
+        refreshed.append(series.pk)
+
+    monkeypatch.setattr(tasks.rollups, "refresh_rollups", refresh)
+    monkeypatch.setattr(tasks.refresh_pending_rollups, "apply_async", lambda args, countdown: queued.append(args))
+    assert tasks.refresh_pending_rollups.run(org_a.pk) == 1 and refreshed == [spy.pk]
+    assert sorted(ROLLUPS.values_list("series_id", flat=True)) == [qqq.pk, iwm.pk]
+    assert queued == [(org_a.pk,)]
