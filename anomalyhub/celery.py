@@ -10,9 +10,6 @@ from celery.signals import task_postrun, task_prerun, worker_process_init, worke
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
-# Imported here, in the worker's main process before the pool forks (WORKER_PID).
-from anomalyhub.lib import worker  # noqa: F401
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anomalyhub.settings")
 
 

@@ -162,6 +162,8 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 CELERY_TASK_DEFAULT_QUEUE = "detect"
 # Rollups of a busy series wait this long so that its batches share one refresh (watchlists.tasks).
 ROLLUP_DELAY_SECONDS = env_int("ROLLUP_DELAY_SECONDS", 30)
+# Series one rollup task refreshes before it queues the rest of its organization's behind others'.
+ROLLUP_SERIES_PER_TASK = env_int("ROLLUP_SERIES_PER_TASK", 50)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 # Scheduled refit of isolation forest and LSTM detectors (docs/detection.md, "Scheduled refit"):
@@ -174,7 +176,7 @@ ORG_MAX_REFITS = env_int("ORG_MAX_REFITS", 2)
 CELERY_BEAT_SCHEDULE = {
     # Re-queues series whose detection fell behind (e.g. a worker died holding their run).
     "detection-sweep": {"task": "detection.sweep", "schedule": 60.0},
-    # Rollups whose refresh never took their RollupBacklog span (task lost with Redis, or failing).
+    # Rollups queued (watchlists.pending) that no refresh took: its wake-up lost with Redis, or failing.
     "rollup-sweep": {"task": "watchlists.sweep_rollups", "schedule": 60.0},
     "partitions-ahead": {"task": "watchlists.ensure_partitions", "schedule": 6 * 3600.0},
     # After the US close and the daily imports (providers issue refines this to the exchange calendar).

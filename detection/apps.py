@@ -8,10 +8,10 @@ class DetectionConfig(AppConfig):
     def ready(self):
         from watchlists.signals import batch_stored
 
-        from .tasks import enqueue_many
+        from .tasks import enqueue
 
         def on_batch_stored(sender, organization_id, spans, **kwargs):
-            enqueue_many(sorted(spans), organization_id)
+            enqueue(organization_id)
 
         batch_stored.connect(on_batch_stored, dispatch_uid="detection.on_batch_stored", weak=False)
 

@@ -17,7 +17,7 @@ the next read starts after the last one, so ids only grow.
 
 Late points: the cursor is a time, but batches commit in any order (concurrent clients, retries,
 backfills), so a batch can commit points at or before the time already streamed. Every batch's
-transaction appends its span to watchlists.StoredSpan, which orders by commit what the cursor
+transaction queues its span for detection (watchlists.pending), which orders by commit what the cursor
 cannot; each chunk takes (deletes) the spans of its series right after locking their cursors,
 before it reads a point. A span starting at or before the cursor rewinds the series (_rewind):
 the cursor goes back far enough before the late points that every window and prev() they touch
@@ -41,12 +41,13 @@ from datetime import UTC, datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-from watchlists.models import Series, StoredSpan, WatchlistItem
+from watchlists import pending
+from watchlists.models import PendingWork, Series, WatchlistItem
 from watchlists.store import reader
 from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us, to_us
@@ -101,7 +102,7 @@ def _stale_series_orm() -> list[tuple[int, int]]:
     with_rules = Series.objects.filter(Q(rules__enabled=True) | Q(watchlists__rules__enabled=True)
                                        | Q(detectors__enabled=True, detectors__status=DetectorStatus.READY),
                                        last_point_at__isnull=False).distinct()
-    out = set(StoredSpan.objects.values_list("series_id", "organization_id").distinct())
+    out = set(PendingWork.objects.filter(purpose=pending.DETECT).values_list("series_id", "organization_id").distinct())
     for series in with_rules.select_related("detection_cursor"):
         cursor = getattr(series, "detection_cursor", None)
         processed_us = (cursor.last_msg_id // RANK_BITS) if cursor else -1
@@ -384,12 +385,13 @@ _READS = {kind: (f"SELECT c.series_id, (extract(epoch from t.ts) * 1000000)::big
                  f"WHERE series_id = c.series_id AND ts >= {_AFTER} AND ts < {_BEFORE} ORDER BY ts LIMIT $3) t "
                  f"WHERE {_WANTED} ORDER BY c.series_id, t.ts")
           for kind in _KINDS}
-_SPANS = StoredSpan._meta.db_table
+_SPANS = PendingWork._meta.db_table
+_DETECT = f"purpose = '{pending.DETECT}'"
 # Series with spans not taken yet are stale whatever their rules: the run takes the spans.
 _STALE = ("WITH behind AS MATERIALIZED (SELECT s.id, s.organization_id FROM watchlists_series s "
           "LEFT JOIN detection_detectioncursor c ON c.series_id = s.id "
           f"WHERE s.last_point_at IS NOT NULL AND (c.id IS NULL OR s.last_point_at >= {_AFTER})) "
-          f"SELECT DISTINCT series_id, organization_id FROM {_SPANS} UNION "
+          f"SELECT DISTINCT series_id, organization_id FROM {_SPANS} WHERE {_DETECT} UNION "
           "SELECT b.id, b.organization_id FROM behind b "
           "WHERE EXISTS (SELECT 1 FROM detection_rule r WHERE r.series_id = b.id AND r.enabled) "
           "OR EXISTS (SELECT 1 FROM watchlists_watchlistitem i JOIN detection_rule r ON r.watchlist_id = i.watchlist_id "
@@ -398,6 +400,7 @@ _STALE = ("WITH behind AS MATERIALIZED (SELECT s.id, s.organization_id FROM watc
           f"AND d.status = '{DetectorStatus.READY.value}') ORDER BY 1")
 # The spans committed for the locked series, taken: the earliest start of each.
 _TAKE = (f"WITH taken AS (DELETE FROM {_SPANS} p USING detection_detectioncursor c WHERE p.series_id = c.series_id "
+         f"AND p.{_DETECT} "
          f"AND {_WANTED} RETURNING p.series_id, p.start_us) SELECT series_id, min(start_us) FROM taken GROUP BY 1")
 _RULES = (f"SELECT t.sid, {', '.join(f'r.{c}' for c in _RULE_FIELDS)}, "
           f"{', '.join(f's.{c}' for c in _STATE_FIELDS)} FROM ("
@@ -512,9 +515,7 @@ def _load_orm(series_ids: list[int], organization_id: int, limit: int) -> tuple:
     if missing and _create_cursors(missing, organization_id):
         cursors |= {c.series_id: c for c in locked(missing)}
     series_list = [cursors[i].series for i in sorted(cursors)]
-    spans = StoredSpan.objects.filter(organization_id=organization_id, series_id__in=list(cursors))
-    late = dict(spans.values("series_id").annotate(lo=Min("start_us")).values_list("series_id", "lo"))
-    spans.delete()
+    late = {series_id: lo for series_id, (lo, _) in pending.take(pending.DETECT, organization_id, cursors).items()}
     points = {}
     for s in series_list:
         last = cursors[s.pk].last_msg_id

@@ -4,22 +4,16 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from watchlists import coalesce
+from watchlists import pending
 
 from . import pipeline
-
-DETECT = "detect"
-
-
-def enqueue_series(series_id: int, organization_id: int) -> None:
-    enqueue_many([series_id], organization_id)
+from .models import DetectionCursor
 
 
-def enqueue_many(series_ids: list[int], organization_id: int) -> None:
-    """Adds the series to the organization's pending set and queues a run unless one is queued
-    (one Redis round trip): bursts of batches coalesce into one run that reads everything new."""
-    if coalesce.add_pending(DETECT, organization_id, series_ids):
-        run_pending.delay(organization_id)
+def enqueue(organization_id: int) -> None:
+    """Wakes the organization's detection run for the work ingest queued (watchlists.pending):
+    bursts of batches coalesce into one run that reads everything new."""
+    pending.wake(pending.DETECT, organization_id, lambda: run_pending.delay(organization_id))
 
 
 @shared_task(name="detection.run", acks_late=True)
@@ -30,25 +24,31 @@ def run_detection(series_id: int, organization_id: int) -> int:
 
 @shared_task(name="detection.run_pending", acks_late=True)
 def run_pending(organization_id: int) -> int:
-    """Streams the new points of every series pending for the organization through their rules,
-    in one pass. Takes the set (and clears the flag) first, so points stored while it runs queue
-    another run instead of being missed; a lost run is recovered by the sweep.
+    """Streams the new points of every series with detection work queued for the organization
+    through their rules, in one pass. Each chunk takes its series' queued rows in its own
+    transaction (pipeline), so a run that fails or dies leaves them for the next.
 
-    Runs at most DETECTION_CHUNKS_PER_TASK chunks, then queues the rest as a new run at the back of
-    the queue: one organization's backlog takes turns with the others' instead of holding a worker."""
-    series_ids = coalesce.take_pending(DETECT, organization_id)
+    Runs at most DETECTION_CHUNKS_PER_TASK chunks, then queues the rest (a row per series, from
+    where its cursor stands) and wakes a new run at the back of the queue: one organization's
+    backlog takes turns with the others' instead of holding a worker. A run lost between the two
+    leaves series behind their cursors: the sweep finds those."""
+    pending.woken(pending.DETECT, organization_id)
+    series_ids = pending.waiting(pending.DETECT, organization_id)
     if not series_ids:
         return 0
-    try:
-        written, more = pipeline.run_some(series_ids, organization_id, settings.DETECTION_CHUNKS_PER_TASK)
-    except Exception:
-        # They were taken off the set: put them back (without queueing a run, so an error that
-        # repeats does not spin), for the retry, the next batch's run or the sweep to find.
-        coalesce.restore_pending(DETECT, organization_id, series_ids)
-        raise
+    written, more = pipeline.run_some(series_ids, organization_id, settings.DETECTION_CHUNKS_PER_TASK)
     if more:
-        enqueue_many(more, organization_id)
+        pending.add(organization_id, _from_cursors(more, organization_id), purposes=(pending.DETECT,))
+        enqueue(organization_id)
     return written
+
+
+def _from_cursors(series_ids: list[int], organization_id: int) -> dict[int, tuple[int, int]]:
+    """{series id: (µs, µs)} just after each series' cursor: more to read there, nothing late (a
+    span after the cursor makes no replay)."""
+    cursors = DetectionCursor.objects.filter(series_id__in=series_ids, organization_id=organization_id)
+    return {series_id: (after, after) for series_id, last in cursors.values_list("series_id", "last_msg_id")
+            for after in [last // pipeline.RANK_BITS + 1 if last >= 0 else 0]}
 
 
 @shared_task(name="detection.sweep")
@@ -56,8 +56,9 @@ def sweep() -> int:
     """Queues a run for every series whose stored points are ahead of its detection cursor, and
     publishes anomalies that were committed but never announced.
 
-    Recovers series whose run died with its worker: that task's message stays invisible until
-    the broker's visibility timeout, and its queued flag may still be set."""
+    Recovers series whose run died with its worker (that task's message stays invisible until
+    the broker's visibility timeout) or whose wake-up was lost with Redis: their queued work or
+    their points ahead of the cursor (pipeline.stale_series)."""
     from .live import publish_unpublished
 
     publish_unpublished()

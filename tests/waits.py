@@ -8,8 +8,9 @@ import inspect
 import time
 from collections.abc import Callable
 
+import redis
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from django.conf import settings
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0, interval: float = 0.02):
@@ -32,7 +33,17 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 10.
 
 
 async def until_subscribed(group: str, timeout: float = 10.0) -> None:
-    """Until this process' Redis channel layer listens to `group`: a socket that joined it gets its events.
-    (graphql-transport-ws acknowledges no subscription, so this is the moment a test can see.)"""
-    layer = get_channel_layer()
-    await until(lambda: layer.subscribers(group) > 0, f"a subscription to the group {group}", timeout)
+    """Until some process of this test run listens to `group` on Redis: a socket that joined it gets its
+    events. (graphql-transport-ws acknowledges no subscription, so this is the moment a test can see.)
+    Asks Redis itself (PUBSUB), not the channel layer: the layer's prefix names this run's db."""
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    client = redis.Redis.from_url(config["hosts"][0]["address"])
+
+    def listening() -> bool:
+        channels = client.pubsub_channels(f"{config['prefix']}*{group}")
+        return any(count for _, count in client.pubsub_numsub(*channels)) if channels else False
+
+    try:
+        await until(listening, f"a subscription to the group {group}", timeout)
+    finally:
+        client.close()

@@ -1,6 +1,7 @@
 """Series and watchlists. Points live in the time-series store (watchlists/store/), not here."""
 
 from django.db import models
+from django.utils import timezone
 
 from accounts.querysets import TenantModel
 
@@ -87,38 +88,32 @@ class IngestBatch(TenantModel):
 from .providers.models import *  # noqa: E402,F401,F403
 
 
-class RollupBacklog(TenantModel):
-    """The span of a series' points whose rollups (1m/5m/1h, features) are not refreshed yet. Every
-    batch widens it in the transaction that stores its points; the refresh its Redis claim queues
-    takes it (watchlists.backlog.take_backlog), and hands it back if it fails. What no refresh took
-    (the task was lost: Redis emptied, restarted or evicted the claim; or every try failed) the
-    rollup sweep (beat, watchlists.sweep_rollups) recomputes, so a committed point is never left
-    out of the coarse resolutions for good. One row per series."""
+class PendingWork(TenantModel):
+    """Work a committed batch left to do, one row per (purpose, series) and batch: its span of the
+    series' points (first and last time, µs UTC). The one durable queue behind "rollups and
+    detection eventually happen" (watchlists.pending): ingest appends the rows in the transaction
+    that stores the points, so a row exists exactly when its points are committed, and appending
+    never waits on a worker. A worker takes rows and deletes them in the transaction that does
+    their work: a worker that dies rolls back, and the rows are there for the next one.
 
-    series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="+")
-    start_us = models.BigIntegerField()
-    end_us = models.BigIntegerField()
-    updated_at = models.DateTimeField(auto_now=True)
+    purpose "rollups": the rollup refresh claims them (FOR UPDATE SKIP LOCKED, one series per
+    worker at a time) and recomputes the buckets their spans touch. purpose "detect": the
+    detection chunk takes a series' rows under its cursor lock; a span starting at or before what
+    it has already streamed makes it replay from there (detection.pipeline), so points committed
+    late, behind newer ones, are still detected."""
 
-    def __str__(self):
-        return f"{self.series_id}:[{self.start_us}, {self.end_us}]"
+    class Purpose(models.TextChoices):
+        ROLLUPS = "rollups"
+        DETECT = "detect"
 
-
-class StoredSpan(TenantModel):
-    """One committed batch's span of a series' points (first and last time, µs UTC), written in
-    the transaction that stores them: the store's durable change feed, in commit order by nature
-    (a row exists exactly when its points are committed). Detection takes (deletes) the rows of a
-    series in the chunk transaction that streams it, and a span that starts at or before what it
-    has already streamed makes it replay from there (detection.pipeline): points committed late,
-    behind newer ones, are still detected. Append-only, so concurrent batches never wait on each
-    other or on detection for it."""
-
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+", db_index=False)
     start_us = models.BigIntegerField()
     end_us = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["series", "start_us"], name="storedspan_series")]
+        indexes = [models.Index(fields=["purpose", "organization", "series"], name="pendingwork_claim")]
 
     def __str__(self):
-        return f"{self.series_id}:[{self.start_us}, {self.end_us}]"
+        return f"{self.purpose} {self.series_id}:[{self.start_us}, {self.end_us}]"

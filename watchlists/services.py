@@ -15,8 +15,7 @@ from accounts.tenancy import Actor
 from anomalyhub.lib.errors import InvalidError
 from anomalyhub.lib.localcache import TTLCache
 
-from . import calendars, live, metrics, timerange
-from .backlog import backlog_statements, span_statements
+from . import calendars, live, metrics, pending, timerange
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
 from .signals import batch_stored, history_imported, points_stored
@@ -278,11 +277,10 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
 
 def _advance_last_points(organization_id: int, announced) -> None:
     """Moves every series' last_point_at forward in one statement (one round trip per batch, not
-    per series); in id order, so concurrent batches lock the rows in the same order. With it, in
-    the same transaction, each series' span is added to its RollupBacklog row: what the rollups
-    still lack is durable in PostgreSQL, whatever becomes of the Redis claim (backlog.take_backlog),
-    and a StoredSpan row is appended: detection's record of what this transaction committed, so
-    that points committed behind ones it has already streamed are still detected.
+    per series); in id order, so concurrent batches lock the rows in the same order. Then, in the
+    same transaction, each series' span is queued for the rollups and for detection
+    (watchlists.pending): the work exists exactly when the points do, whatever becomes of the
+    wake-up, and detection learns of points committed behind ones it has already streamed.
 
     The row locks also check that every series is still what its points were parsed and named for
     (symbol, kind, exchange: its time zone): a series looked up from a cache (series_by_symbol)
@@ -291,23 +289,15 @@ def _advance_last_points(organization_id: int, announced) -> None:
     spans = _spans(announced)
     series_by_id = {series.pk: series for series, *_ in announced}
     rows = [(pk, from_us(spans[pk][1]), s.kind, s.symbol, s.exchange) for pk, s in sorted(series_by_id.items())]
-    backlog = [*backlog_statements(organization_id, spans), *span_statements(organization_id, spans)]
     if connection.vendor == "postgresql":
-        # The rollup backlog and the stored spans go in the same query string: no round trip more
-        # for the batch.
-        (backlog_sql, backlog_params), (span_sql, span_params) = backlog
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
                            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
                            "AS v(id, t, kind, symbol, exchange) WHERE s.id = v.id AND s.organization_id = %s "
-                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id; "
-                           f"{backlog_sql}; {span_sql}",
-                           [*map(list, zip(*rows, strict=True)), organization_id, *backlog_params, *span_params])
+                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id",
+                           [*map(list, zip(*rows, strict=True)), organization_id])
             found = {row[0] for row in cursor.fetchall()}
     else:
-        with connection.cursor() as cursor:
-            for sql, params in backlog:
-                cursor.execute(sql, params)
         found = set()
         for series_id, last_dt, kind, symbol, exchange in rows:
             current = list(Series.objects.filter(pk=series_id, organization_id=organization_id, kind=kind,
@@ -322,6 +312,7 @@ def _advance_last_points(organization_id: int, announced) -> None:
         raise UnknownSymbol(f"Series {', '.join(gone[:20])} changed while the batch was stored (deleted, renamed, "
                             "or a new kind or exchange): nothing was stored. Check the series and send the batch "
                             "again.", details={"symbols": gone[:100]})
+    pending.add(organization_id, spans)
 
 
 def _later(current, candidate):
@@ -337,7 +328,7 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
     raised. A 500 for stored points would invite a resend, and a resend without an
     Idempotency-Key stores the ticks twice. Detection that could not be queued is picked up by
     the detection sweep (series whose points are ahead of their cursor); rollups by the rollup
-    sweep, from the spans committed with the points (RollupBacklog, _advance_last_points)."""
+    sweep, from the work queued with the points (watchlists.pending, _advance_last_points)."""
     def send():
         from .tasks import enqueue_rollups
 
@@ -348,8 +339,8 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
                       start_us=first, end_us=last, rows=len(points))
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
         try:
-            enqueue_rollups(organization_id, spans)
-        except Exception:  # noqa: BLE001 — see above; the spans are in RollupBacklog, committed with the points
+            enqueue_rollups(organization_id)
+        except Exception:  # noqa: BLE001 — see above; the work is queued in PostgreSQL with the points
             logger.exception("rollups not queued for stored series %s: the rollup sweep will build them",
                              sorted(spans))
     return send

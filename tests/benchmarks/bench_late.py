@@ -23,7 +23,7 @@ from detection.models import Anomaly, DetectionCursor, Rule
 from detection.pipeline import RANK_BITS
 from tests.reliability.private_services import AppServer, app_env
 from watchlists import services
-from watchlists.models import Series, StoredSpan
+from watchlists.models import PendingWork, Series
 
 from . import late_writers
 from .bench_live import flush_bench_redis
@@ -61,7 +61,7 @@ def setup() -> tuple[str, Series, Rule, Rule]:
 def _caught_up(series: Series, last_us: int) -> bool:
     cursor = DetectionCursor.objects.filter(series=series).first()
     return (cursor is not None and cursor.last_msg_id // RANK_BITS >= last_us
-            and not StoredSpan.objects.filter(series=series).exists())
+            and not PendingWork.objects.filter(purpose="detect", series=series).exists())
 
 
 def _stored(rule: Rule) -> tuple[int, set[int]]:

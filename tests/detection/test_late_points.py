@@ -19,7 +19,7 @@ from tests.factories import MembershipFactory, SeriesFactory, UserFactory
 from tests.reliability.private_services import AppServer, app_env
 from tests.workers import wait_for, worker_env
 from watchlists import services
-from watchlists.models import StoredSpan
+from watchlists.models import PendingWork
 from watchlists.store.writer import Points
 
 START_US = 1_600_000_000 * 1_000_000
@@ -67,7 +67,7 @@ def test_batches_committed_out_of_order_are_detected_once_as_if_in_order(org_a, 
         # Bars and metrics are unique by time: a resent batch replaces its points with themselves.
         services.ingest(actor=actor, batches=[(series, Points("metric", batch_ts, {"value": batch_values}))])
         pipeline.run_many([series.pk], org_a.pk)  # what the batch's queued run does once it commits
-    assert not StoredSpan.objects.exists()
+    assert not PendingWork.objects.filter(purpose="detect").exists()
     assert DetectionCursor.objects.get(series=series).last_msg_id // pipeline.RANK_BITS == ts[-1]
     for name, rule in rules.items():
         expected = backtest(actor=actor, rule=rule, start=datetime(2020, 1, 1, tzinfo=UTC),
@@ -96,7 +96,7 @@ def test_a_late_batch_rewinds_only_a_series_something_watches(org_a):
     cursors = {c.series_id: c for c in DetectionCursor.objects.all()}
     assert cursors[watched.pk].replay_from_us == START_US and cursors[idle.pk].replay_from_us is None
     assert cursors[watched.pk].last_msg_id // pipeline.RANK_BITS == START_US + 12_000
-    assert not StoredSpan.objects.exists()
+    assert not PendingWork.objects.filter(purpose="detect").exists()
 
 
 def test_the_sweep_finds_spans_no_run_took(org_a):
@@ -105,7 +105,7 @@ def test_the_sweep_finds_spans_no_run_took(org_a):
                     batches=[(series, Points("metric", np.array([START_US]), {"value": np.array([1.0])}))])
     assert pipeline.stale_series() == [(series.pk, org_a.pk)]  # no rule, but spans to take
     pipeline.run_series(series.pk, org_a.pk)
-    assert pipeline.stale_series() == [] and not StoredSpan.objects.exists()
+    assert pipeline.stale_series() == [] and not PendingWork.objects.filter(purpose="detect").exists()
 
 
 @pytest.mark.slow
@@ -131,7 +131,7 @@ def test_concurrent_writers_through_the_real_server_store_every_planted_anomaly_
         def caught_up():
             cursor = DetectionCursor.objects.filter(series=series).first()
             return (cursor is not None and cursor.last_msg_id // pipeline.RANK_BITS >= last_us
-                    and not StoredSpan.objects.filter(series=series).exists())
+                    and not PendingWork.objects.filter(purpose="detect", series=series).exists())
 
         wait_for(caught_up, 120, message="detection to take every span")
     finally:

@@ -205,8 +205,8 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
             wait_for(settled, 240, interval=1.0, message="anomalies and alerts to settle")
         except AssertionError:
             pass  # measured and asserted below, with the figures in the report
-        # The spans claimed before the restart went with Redis; RollupBacklog kept them, and the
-        # first refresh after the restart (or the rollup sweep) takes them.
+        # The refreshes queued before the restart went with Redis; their work is queued in
+        # PostgreSQL (watchlists.pending), and the next refresh (or the rollup sweep) claims it.
         try:
             wait_for(lambda: _rolled_up(series) >= BATCHES * BATCH_POINTS, 180, interval=2.0,
                      message="every point to be in a 1-minute rollup")
@@ -245,8 +245,8 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
     rolled_up = _rolled_up(series)
     record("Faults", "Redis SIGKILLed and restarted empty during ingest: 1-minute rollups",
            sent=stored_points, stored=rolled_up, delivered="—", lost=stored_points - rolled_up, duplicates="—",
-           notes="points counted in the series' 1-minute rollups against points stored; the spans Redis held "
-                 "at the restart came back from RollupBacklog")
+           notes="points counted in the series' 1-minute rollups against points stored; the refreshes Redis "
+                 "lost at the restart were claimed from the PostgreSQL queue")
     assert stats["acked"] == BATCHES * BATCH_POINTS
     assert stored_points == BATCHES * BATCH_POINTS
     assert rolled_up == stored_points, f"{stored_points - rolled_up} stored points are in no 1-minute rollup"
