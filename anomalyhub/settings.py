@@ -290,9 +290,6 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN")
 DETECTION_DEVICE = env_str("DETECTION_DEVICE", "cpu")
 # Messages per detection chunk: each chunk commits anomalies + engine snapshots + cursor together.
 DETECTION_SNAPSHOT_INTERVAL = env_int("DETECTION_SNAPSHOT_INTERVAL", 10_000)
-# Detection PREPAREs its statements once per database session; false behind a pooler in
-# transaction mode (PgBouncer), where a session's transactions move between server connections.
-DETECTION_PREPARED_STATEMENTS = env_bool("DETECTION_PREPARED_STATEMENTS", True)
 INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
 # Bounds on what one request may make the service do, checked before the work (docs/security.md,
 # "Limits"). Nesting of any JSON body (REST, GraphQL, sign-in): deeper is a 400, never a RecursionError.
