@@ -19,7 +19,7 @@ from . import calendars, live, metrics, timerange
 from .backlog import backlog_statements, span_statements
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
-from .signals import batch_stored, history_imported, points_stored
+from .signals import batch_stored, history_imported
 from .store import reader
 from .store.partitions import create_partitions, missing_partitions
 from .store.rollups import RESOLUTIONS
@@ -197,7 +197,7 @@ def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_ke
 
     Idempotent by `idempotency_key` (per organization): a key seen before stores nothing and
     answers duplicate=True. Bars and metrics are also idempotent by (series, ts) on their own.
-    Detection is notified (points_stored) after commit. max_rows: -1 = the request limit
+    Detection is notified (batch_stored) after commit. max_rows: -1 = the request limit
     (INGEST_MAX_BATCH_ROWS), None = no limit (bulk imports chunk by themselves). max_new_partitions:
     -1 = INGEST_MAX_NEW_PARTITIONS, None = no limit (the operator's import_csv)."""
     actor.require("ingest")
@@ -343,9 +343,6 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
 
         spans = _spans(stored)
         _robustly(batch_stored, organization_id=organization_id, spans=spans)
-        for series, points, first, last in stored:
-            _robustly(points_stored, organization_id=organization_id, series_id=series.pk,
-                      start_us=first, end_us=last, rows=len(points))
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
         try:
             enqueue_rollups(organization_id, spans)
