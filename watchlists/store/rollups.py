@@ -77,14 +77,14 @@ def _combine(minutes: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarr
 def _replace_rows(table: str, organization_id: int, series_id: int, start_us: int, end_us: int,
                   columns: list[str], data: dict[str, np.ndarray], extra: dict | None = None) -> None:
     """Deletes the range and inserts the recomputed rows (one transaction, so readers never see a hole)."""
-    from .reader import _bound
+    from .reader import store_time
 
     extra = extra or {}
     where = "series_id = %s AND ts >= %s AND ts < %s" + "".join(f" AND {k} = %s" for k in extra)
     n = len(data["ts"])
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {where}",
-                       [series_id, _bound(start_us), _bound(end_us), *extra.values()])
+                       [series_id, store_time(start_us), store_time(end_us), *extra.values()])
         if not n:
             return
         names = ["organization_id", "series_id", "ts", *extra, *columns]
@@ -96,7 +96,7 @@ def _replace_rows(table: str, organization_id: int, series_id: int, start_us: in
             arrays = ", ".join(["%s::timestamptz[]"] + ["%s::float8[]"] * len(columns))
             aliases = ", ".join(["ts"] + [f"c{i}" for i in range(len(columns))])
             cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {cells} FROM unnest({arrays}) AS u({aliases})",
-                           [organization_id, series_id, *extra.values(), [_bound(t) for t in ts.tolist()],
+                           [organization_id, series_id, *extra.values(), [store_time(t) for t in ts.tolist()],
                             *(data[c].astype(np.float64).tolist() for c in columns)])
             return
         ts = ts.tolist()
