@@ -23,9 +23,12 @@ def save(anomalies: list[Anomaly], states: list[RuleState], cursors: list[Detect
         cursor.updated_at = now
         cursor.read_to = from_us(cursor.last_msg_id // RANK_BITS) if cursor.last_msg_id >= 0 else None
     created = insert_new(anomalies)
-    RuleState.objects.bulk_create([st for st in states if st.pk is None])
-    RuleState.objects.bulk_update([st for st in states if st.pk is not None], STATE_FIELDS)
-    DetectionCursor.objects.bulk_update(cursors, CURSOR_FIELDS)
+    # Upserts on their unique keys rather than bulk_update: one VALUES list instead of a CASE per
+    # row and field, which Django took ~0.2 s to build for 40 states (more than the pass's queries).
+    RuleState.objects.bulk_create(states, update_conflicts=True, unique_fields=["rule", "series"],
+                                  update_fields=STATE_FIELDS)
+    DetectionCursor.objects.bulk_create(cursors, update_conflicts=True, unique_fields=["series"],
+                                        update_fields=CURSOR_FIELDS)
     return created
 
 
