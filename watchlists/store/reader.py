@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
-from .schema import FEATURE_COLUMNS, FEATURE_TABLE, RAW_TABLES, ROLLUP_TABLE
+from .schema import FEATURE_COLUMNS, FEATURE_TABLE, RAW_TABLES, ROLLUP_TABLE, partitioned
 from .timeconv import from_us
 from .writer import VALUE_COLUMNS
 
@@ -13,14 +13,14 @@ ROLLUP_COLUMNS = ("open", "high", "low", "close", "volume", "trade_count", "vwap
 
 
 def ts_us_sql() -> str:
-    """A store row's time as integer epoch µs, in SQL. The one place the store's time column
-    differs by engine (timestamptz on PostgreSQL, µs integers on SQLite), so callers are engine-free."""
-    return "(extract(epoch from ts) * 1000000)::bigint" if connection.vendor == "postgresql" else "ts"
+    """A store row's time as integer epoch µs, in SQL: the one place that knows how the store keeps
+    times (timestamptz on PostgreSQL, µs integers on SQLite), so callers are engine-free."""
+    return "(extract(epoch from ts) * 1000000)::bigint" if partitioned() else "ts"
 
 
 def store_time(us: int):
     """The parameter to compare a store row's time with (see ts_us_sql)."""
-    return from_us(us) if connection.vendor == "postgresql" else int(us)
+    return from_us(us) if partitioned() else int(us)
 
 
 def _select(table: str, columns: tuple[str, ...], series_id: int, start_us: int, end_us: int,
@@ -30,7 +30,7 @@ def _select(table: str, columns: tuple[str, ...], series_id: int, start_us: int,
     if limit is not None:
         where += " LIMIT %s"
         params.append(limit)
-    if connection.vendor == "postgresql":
+    if partitioned():
         return _packed(columns, where, params)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {ts_us_sql()}, {', '.join(columns)} {where}", params)

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from watchlists.features import compute_features
 
 from .reader import read_raw, read_rollup
-from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE
+from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE, partitioned
 from .timeconv import US, floor_us
 
 RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}  # finest first: the coarser ones are built from the minutes
@@ -89,7 +89,7 @@ def _replace_rows(table: str, organization_id: int, series_id: int, start_us: in
             return
         names = ["organization_id", "series_id", "ts", *extra, *columns]
         ts = data["ts"]
-        if connection.vendor == "postgresql":
+        if partitioned():
             # One statement over arrays instead of one INSERT per row (NaN -> NULL in SQL).
             cells = ", ".join(["%s", "%s", "u.ts"] + ["%s"] * len(extra)
                               + [f"NULLIF(u.c{i}, 'NaN')" for i in range(len(columns))])
