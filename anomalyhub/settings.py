@@ -98,6 +98,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20,
                                        "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif env_bool("DB_SERVER_SIDE_BINDING", False):
+    # Server-side binding lets psycopg prepare a statement once it ran prepare_threshold times in a
+    # session (the detection pass runs the same few every chunk). Off by default: ingest still sends
+    # several statements in one query string, which a prepared statement cannot hold; and behind a
+    # pooler in transaction mode a session's prepared statements may live on another connection.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True,
+                                       "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5)}
 if env_str("TEST_DATABASE_NAME"):  # lets concurrent test runs on one machine keep apart
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -305,9 +312,6 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN")
 DETECTION_DEVICE = env_str("DETECTION_DEVICE", "cpu")
 # Messages per detection chunk: each chunk commits anomalies + engine snapshots + cursor together.
 DETECTION_SNAPSHOT_INTERVAL = env_int("DETECTION_SNAPSHOT_INTERVAL", 10_000)
-# Detection PREPAREs its statements once per database session; false behind a pooler in
-# transaction mode (PgBouncer), where a session's transactions move between server connections.
-DETECTION_PREPARED_STATEMENTS = env_bool("DETECTION_PREPARED_STATEMENTS", True)
 INGEST_MAX_BATCH_ROWS = env_int("INGEST_MAX_BATCH_ROWS", 100_000)
 # Bounds on what one request may make the service do, checked before the work (docs/security.md,
 # "Limits"). Nesting of any JSON body (REST, GraphQL, sign-in): deeper is a 400, never a RecursionError.

@@ -22,6 +22,7 @@ from accounts.tenancy import Actor
 from anomalyhub.lib.csv_cells import safe_rows
 from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series
+from watchlists.store import reader
 from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us
 from watchlists.store.writer import VALUE_COLUMNS
@@ -76,7 +77,7 @@ def _points(org_id: int) -> Iterator[Batch]:
     symbols = dict(Series.objects.filter(organization_id=org_id).values_list("pk", "symbol"))
     # Times come as integer microseconds and are formatted here: Django's timestamptz loader (a
     # regex per value) cost more than everything else a row needs.
-    ts = "(extract(epoch from ts) * 1000000)::bigint" if connection.vendor == "postgresql" else "ts"
+    ts = reader.ts_us_sql()
     for kind, table in RAW_TABLES.items():
         names = [*VALUE_COLUMNS[kind], *(["trade_id"] if kind == "trade" else [])]
         # Every value column, NULL where the kind has none: the row is a CSV line as it comes.

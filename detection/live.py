@@ -23,19 +23,8 @@ def anomaly_event(anomaly: Anomaly) -> dict:
 
 
 def publish_created(anomalies: list[Anomaly]) -> None:
-    """Publishes anomalies a detection pass just committed (rows with ids), and marks them published."""
+    """Publishes anomalies a transaction just committed (rows with ids), and marks them published."""
     _publish(anomalies)
-
-
-def publish_anomalies(organization_id: int, series_id: int, anomaly_keys) -> None:
-    """Publishes anomalies committed by other code, found by their keys, and marks them published."""
-    if not anomaly_keys:
-        return
-    stamps = {k[0] for k in anomaly_keys}
-    wanted = {(ts, source, metric) for ts, source, metric in anomaly_keys}
-    found = Anomaly.objects.filter(organization_id=organization_id, series_id=series_id, ts__in=stamps,
-                                   published_at__isnull=True).select_related("series", "rule", "detector")
-    _publish([a for a in found if (a.ts, a.source, a.metric_index) in wanted])
 
 
 def publish_unpublished(older_than: timedelta = timedelta(seconds=5), limit: int = 5000) -> int:

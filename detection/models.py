@@ -71,6 +71,9 @@ class DetectionCursor(TenantModel):
 
     series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="detection_cursor")
     last_msg_id = models.BigIntegerField(default=-1)
+    # The time of the last point read (last_msg_id's), written with it: the detection sweep finds
+    # the series behind their cursor by comparing it with Series.last_point_at. NULL: not read yet.
+    read_to = models.DateTimeField(null=True, blank=True)
     # Set when late points made the stream replay (pipeline._rewind): the replay starts some way
     # before them with fresh engines, and its outputs before this time (µs UTC) are dropped, as
     # the first stream already judged those with the full history.

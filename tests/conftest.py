@@ -108,8 +108,9 @@ def clean_store():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE watchlists_tick, watchlists_bar, watchlists_metric, watchlists_rollup, "
-                       "watchlists_feature")
+        for table in ("watchlists_tick", "watchlists_bar", "watchlists_metric", "watchlists_rollup",
+                      "watchlists_feature"):
+            cursor.execute(f"DELETE FROM {table}")  # on both engines (SQLite has no TRUNCATE)
 
 
 @pytest.fixture

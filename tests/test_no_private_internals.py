@@ -67,8 +67,6 @@ PENDING: dict[tuple[str, str, str], str] = {
     ("anomalyhub/asgi.py", "monkey-patch", "WebRequest._anomalyhub_no_form_parsing"): "serve",
     ("anomalyhub/asgi.py", "private attribute", "_tempDataLen"): "serve",
     ("anomalyhub/asgi.py", "private attribute", "dataBuffer"): "serve",
-    # branch "pipe": detection/pipeline.py builds inserts with Django's InsertQuery.
-    ("detection/pipeline.py", "private import", "django.db.models.sql.InsertQuery"): "pipe",
 }
 
 

@@ -26,6 +26,7 @@ from accounts.tenancy import Actor
 
 from . import ingest, services
 from .models import IngestBatch, Series
+from .store.schema import partitioned
 from .store.writer import Points, encode_ahead
 
 CHUNK_ROWS = 250_000
@@ -93,7 +94,7 @@ def _parse(series: Series, tz: str, header: bytes, body: bytes, first_row: int):
         points = _fast_points(series.kind, tz, header, body)
         if points is None:
             points = ingest.validate(_read_frame(header, body, first_row), series.kind, tz)
-        if connection.vendor == "postgresql":
+        if partitioned():
             encode_ahead(series.organization_id, series.pk, points)
     return key, points, first_row
 
@@ -208,7 +209,7 @@ def analyze_raw_table(kind: str, first_us: int | None = None, last_us: int | Non
     from .store.schema import RAW_TABLES, partitions_between
     from .store.timeconv import from_us
 
-    if connection.vendor != "postgresql":
+    if not partitioned():
         return
     table = RAW_TABLES[kind]
     targets = [table] if first_us is None else \

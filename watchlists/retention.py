@@ -25,7 +25,8 @@ from accounts.models import Organization
 
 from .models import Series, SeriesKind
 from .store import partitions
-from .store.schema import RAW_TABLES, partition_bounds
+from .store.reader import store_time
+from .store.schema import RAW_TABLES, partition_bounds, partitioned
 from .store.timeconv import to_us
 
 logger = logging.getLogger(__name__)
@@ -87,15 +88,12 @@ def _delete_expired_ticks(organization_id: int, cutoff: datetime, not_before: da
                       .values_list("pk", flat=True))
     if not series_ids:
         return 0
+    since = "AND ts >= %s" if not_before else ""  # the expired partitions not dropped wait for the next run
+    marks = ",".join("%s" for _ in series_ids)
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            since = "AND ts >= %s" if not_before else ""  # the expired partitions not dropped wait for the next run
-            cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id = ANY(%s) AND ts < %s {since}",
-                           [organization_id, series_ids, cutoff, *([not_before] if not_before else [])])
-        else:
-            marks = ",".join("%s" for _ in series_ids)
-            cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id IN ({marks}) AND ts < %s",
-                           [organization_id, *series_ids, to_us(cutoff)])
+        cursor.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s AND series_id IN ({marks}) AND ts < %s {since}",
+                       [organization_id, *series_ids, store_time(to_us(cutoff)),
+                        *([store_time(to_us(not_before))] if not_before else [])])
         return cursor.rowcount
 
 
@@ -108,7 +106,7 @@ def purge_expired_ticks(now: datetime | None = None) -> PurgeReport:
     if not limits:
         return report
     not_before = None
-    if connection.vendor == "postgresql":
+    if partitioned():
         report.dropped, not_before = _drop_expired_partitions(min(limits.values()))
     for organization_id, cutoff in sorted(limits.items()):
         deleted = _delete_expired_ticks(organization_id, cutoff, not_before)

@@ -7,7 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -18,7 +19,7 @@ from anomalyhub.lib.localcache import TTLCache
 from . import calendars, live, metrics, pending, timerange
 from .exceptions import BatchTooLarge, SeriesConflict, UnknownSymbol
 from .models import IngestBatch, Series, SeriesKind, Watchlist, WatchlistItem
-from .signals import batch_stored, history_imported, points_stored
+from .signals import batch_stored, history_imported
 from .store import reader
 from .store.partitions import create_partitions, missing_partitions
 from .store.rollups import RESOLUTIONS
@@ -196,7 +197,7 @@ def ingest(*, actor: Actor, batches: list[tuple[Series, Points]], idempotency_ke
 
     Idempotent by `idempotency_key` (per organization): a key seen before stores nothing and
     answers duplicate=True. Bars and metrics are also idempotent by (series, ts) on their own.
-    Detection is notified (points_stored) after commit. max_rows: -1 = the request limit
+    Detection is notified (batch_stored) after commit. max_rows: -1 = the request limit
     (INGEST_MAX_BATCH_ROWS), None = no limit (bulk imports chunk by themselves). max_new_partitions:
     -1 = INGEST_MAX_NEW_PARTITIONS, None = no limit (the operator's import_csv)."""
     actor.require("ingest")
@@ -276,8 +277,8 @@ def _store(actor: Actor, batches, idempotency_key) -> list[IngestResult]:
 
 
 def _advance_last_points(organization_id: int, announced) -> None:
-    """Moves every series' last_point_at forward in one statement (one round trip per batch, not
-    per series); in id order, so concurrent batches lock the rows in the same order. Then, in the
+    """Moves every series' last_point_at forward (two statements per batch, not per series); in id
+    order, so concurrent batches lock the rows in the same order. Then, in the
     same transaction, each series' span is queued for the rollups and for detection
     (watchlists.pending): the work exists exactly when the points do, whatever becomes of the
     wake-up, and detection learns of points committed behind ones it has already streamed.
@@ -289,23 +290,16 @@ def _advance_last_points(organization_id: int, announced) -> None:
     spans = _spans(announced)
     series_by_id = {series.pk: series for series, *_ in announced}
     rows = [(pk, from_us(spans[pk][1]), s.kind, s.symbol, s.exchange) for pk, s in sorted(series_by_id.items())]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {Series._meta.db_table} s SET last_point_at = GREATEST(s.last_point_at, v.t) "
-                           "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
-                           "AS v(id, t, kind, symbol, exchange) WHERE s.id = v.id AND s.organization_id = %s "
-                           "AND s.kind = v.kind AND s.symbol = v.symbol AND s.exchange = v.exchange RETURNING s.id",
-                           [*map(list, zip(*rows, strict=True)), organization_id])
-            found = {row[0] for row in cursor.fetchall()}
-    else:
-        found = set()
-        for series_id, last_dt, kind, symbol, exchange in rows:
-            current = list(Series.objects.filter(pk=series_id, organization_id=organization_id, kind=kind,
-                                                 symbol=symbol, exchange=exchange)
-                           .values_list("last_point_at", flat=True)[:1])
-            if current:
-                Series.objects.filter(pk=series_id).update(last_point_at=_later(current[0], last_dt))
-                found.add(series_id)
+    # Lock the rows that still match (id order: no deadlock between concurrent batches), then move
+    # each forward from its locked value: two statements per batch on either engine.
+    match = Q()
+    for pk, _, kind, symbol, exchange in rows:
+        match |= Q(pk=pk, kind=kind, symbol=symbol, exchange=exchange)
+    current = dict(Series.objects.filter(match, organization_id=organization_id).order_by("pk")
+                   .select_for_update(of=("self",)).values_list("pk", "last_point_at"))
+    found = set(current)
+    Series.objects.bulk_update([Series(pk=pk, last_point_at=_later(current[pk], last_dt))
+                                for pk, last_dt, *_ in rows if pk in found], ["last_point_at"])
     gone = sorted({series.symbol for series, *_ in announced if series.pk not in found})
     if gone:
         _forget_organizations_series(organization_id)
@@ -334,9 +328,6 @@ def _announce(organization_id: int, stored: list[tuple[Series, Points, int, int]
 
         spans = _spans(stored)
         _robustly(batch_stored, organization_id=organization_id, spans=spans)
-        for series, points, first, last in stored:
-            _robustly(points_stored, organization_id=organization_id, series_id=series.pk,
-                      start_us=first, end_us=last, rows=len(points))
         live.publish_points_many([(series.pk, points) for series, points, _, _ in stored])
         try:
             enqueue_rollups(organization_id)

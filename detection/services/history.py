@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -32,7 +32,6 @@ from accounts.tenancy import Actor
 from anomalyhub.lib.errors import InvalidError
 from watchlists.models import Series
 from watchlists.store import reader
-from watchlists.store.schema import RAW_TABLES
 from watchlists.store.timeconv import from_us, to_us
 
 from .. import pipeline
@@ -151,11 +150,7 @@ def _forget(series: Series, source: dict, start_us: int, end_us: int) -> None:
 
 def _count(series: Series, start_us: int, end_us: int) -> int:
     """The points in the span: the run's progress is points_done of this."""
-    bound = from_us if connection.vendor == "postgresql" else int  # the store keeps µs integers on SQLite
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {RAW_TABLES[series.kind]} WHERE series_id = %s AND ts >= %s "
-                       "AND ts <= %s", [series.pk, bound(start_us), bound(end_us)])
-        return int(cursor.fetchone()[0])
+    return reader.count_raw(series.pk, series.kind, start_us, end_us)
 
 
 def request_for_import(organization_id: int, series_id: int, start_us: int, end_us: int) -> list[HistoryRun]:

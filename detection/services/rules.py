@@ -137,9 +137,14 @@ def series_batch(series: Series, start_us: int, end_us: int, limit: int | None =
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Raw points as (times in µs, engine columns: "time" in ms plus the kind's value columns)."""
     data = reader.read_raw(series.pk, series.kind, start_us, end_us, limit)
-    batch = {c: data[c] for c in VALUE_COLUMNS[series.kind]}
+    return data["ts"], engine_columns(series.kind, data)
+
+
+def engine_columns(kind: str, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A rule engine's columns of raw points read from the store: "time" in ms and the kind's values."""
+    batch = {c: data[c] for c in VALUE_COLUMNS[kind]}
     batch["time"] = data["ts"] // 1000
-    return data["ts"], batch
+    return batch
 
 
 def align(engine: RuleEngine, first_time_ms: int) -> None:

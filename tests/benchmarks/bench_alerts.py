@@ -74,12 +74,12 @@ def _store_anomaly(org, series, i: int) -> float:
     ts = datetime.fromtimestamp(1_700_000_000 + i, tz=UTC)
     committed = []
     with transaction.atomic():
-        Anomaly.objects.create(organization=org, series=series, ts=ts, source="rule:0", text="value > 10",
-                               observed={"value": 11.0 + i})
+        anomaly = Anomaly.objects.create(organization=org, series=series, ts=ts, source="rule:0", text="value > 10",
+                                         observed={"value": 11.0 + i})
         # on_commit callbacks run in order right after COMMIT: the first one stamps the commit.
         transaction.on_commit(lambda: committed.append((time.perf_counter(), time.time())))
         transaction.on_commit(lambda: anomalies_detected.send(
-            sender=Anomaly, organization_id=org.pk, series_id=series.pk, anomaly_keys=[(ts, "rule:0", 0)]))
+            sender=Anomaly, organization_id=org.pk, anomalies=[anomaly], created=[anomaly]))
     return committed[0]
 
 

@@ -74,9 +74,9 @@ def test_a_poisoned_artifact_is_refused_and_marks_the_detector_failed(trained, i
 
     with pytest.raises(ArtifactError):
         detector_services.active_model(detector)
-    from detection.pipeline import _run_detector
+    from detection.pipeline.engines import run_detector
 
-    assert _run_detector(detector, ibm, __import__("numpy").array([1381154400000000]), {"close": [1.0]}) == []
+    assert run_detector(detector, ibm, __import__("numpy").array([1381154400000000]), {"close": [1.0]}) == []
     assert Detector.objects.get(pk=trained["id"]).status == "failed"
 
 

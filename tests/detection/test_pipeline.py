@@ -1,17 +1,20 @@
-"""The detection pass itself: one round trip to load every kind of series, kept engines, message ids."""
+"""The detection pass itself: a chunk of every kind of series, kept engines, message ids, the sweep.
+
+One path on both engines: with DATABASE_URL=sqlite:///... these run on SQLite too (embedded mode)."""
 
 import threading
 import time
 
 import numpy as np
-import psycopg
 import pytest
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 
 from accounts.tenancy import system_actor
 from detection import pipeline
 from detection.models import Anomaly, DetectionCursor, Rule, RuleState
+from detection.pipeline import engines
+from detection.pipeline.claim import claim
+from detection.pipeline.write import insert_new
 from tests.detection.conftest import EXAMPLE_EXPECTED, EXAMPLE_POINTS
 from tests.factories import SeriesFactory, WatchlistFactory
 from watchlists import services
@@ -49,9 +52,7 @@ def _ingest(org, series_values: dict, start: int) -> None:
                                                          for s, v in series_values.items()])
 
 
-@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "inline"])
-def test_one_pass_reads_every_kind_and_creates_missing_cursors(org_a, org_b, three_kinds, prepared, settings):
-    settings.DETECTION_PREPARED_STATEMENTS = prepared  # False: statements sent as text (PgBouncer)
+def test_one_pass_reads_every_kind_and_creates_missing_cursors(org_a, org_b, three_kinds):
     trade, bar, metric = three_kinds
     foreign = SeriesFactory(organization=org_b, symbol="X", kind="metric", exchange="", bar_seconds=None)
     DetectionCursor.objects.create(organization=org_a, series=trade)  # one cursor exists, two do not
@@ -71,39 +72,55 @@ def test_one_pass_reads_every_kind_and_creates_missing_cursors(org_a, org_b, thr
     assert sorted(RuleState.objects.values_list("stats__numRows", flat=True)) == [3, 5, 5]
 
 
-def test_the_one_round_trip_load_equals_the_orm_load(org_a, three_kinds):
+def test_a_claim_locks_and_loads_what_follows_each_cursor(org_a, org_b, three_kinds):
     trade, bar, metric = three_kinds
+    foreign = SeriesFactory(organization=org_b, symbol="X", kind="metric", exchange="", bar_seconds=None)
     _ingest(org_a, {trade: [100, 500], bar: [100, 300], metric: [400]}, 0)
     pipeline.run_many([trade.pk], org_a.pk)
     _ingest(org_a, {trade: [100, 500], bar: [100, 300], metric: [400]}, 5)
-    ids = [trade.pk, bar.pk, metric.pk]
+    ids = [trade.pk, bar.pk, metric.pk, foreign.pk]
     with transaction.atomic():
-        fast = pipeline._load(ids, org_a.pk, 100)  # creates the two missing cursors
-        slow = pipeline._load_orm(ids, org_a.pk, 100)
-    assert [s.pk for s in fast[0]] == [s.pk for s in slow[0]] == sorted(ids)
-    assert {k: (c.last_msg_id, c.has_detector) for k, c in fast[1].items()} == {
-        k: (c.last_msg_id, c.has_detector) for k, c in slow[1].items()}
-    for series_id in ids:
-        (fast_ts, fast_cols), (slow_ts, slow_cols) = fast[2][series_id], slow[2][series_id]
-        np.testing.assert_array_equal(fast_ts, slow_ts)
-        assert fast_cols.keys() == slow_cols.keys()
-        for column in fast_cols:
-            np.testing.assert_array_equal(fast_cols[column], slow_cols[column])
-    assert len(fast[2][trade.pk][0]) == 2 and len(fast[2][bar.pk][0]) == 4  # after the trade cursor only
-    assert {k: [r.pk for r in v] for k, v in fast[3].items()} == {k: [r.pk for r in v] for k, v in slow[3].items()}
-    assert {k: (s.pk, s.snapshot_msg_id) for k, s in fast[4].items()} == {
-        k: (s.pk, s.snapshot_msg_id) for k, s in slow[4].items()}
+        chunk = claim(ids, org_a.pk, 100)  # creates the two missing cursors, none for another organization
+    assert [s.pk for s in chunk.series] == sorted(ids[:3]) and sorted(chunk.cursors) == sorted(ids[:3])
+    assert not any(c.has_detector for c in chunk.cursors.values())
+    assert len(chunk.points[trade.pk][0]) == 2 and len(chunk.points[bar.pk][0]) == 4  # after the trade cursor only
+    assert chunk.points[trade.pk][1]["price"].tolist() == [100, 500]
+    assert {sid: [r.name for r in rules] for sid, rules in chunk.rules.items()} == {
+        trade.pk: ["t"], bar.pk: ["b"], metric.pk: ["m"]}  # the metric's through its watchlist
+    assert {k: st.pk is None for k, st in chunk.states.items()} == {
+        (chunk.rules[trade.pk][0].pk, trade.pk): False, (chunk.rules[bar.pk][0].pk, bar.pk): True,
+        (chunk.rules[metric.pk][0].pk, metric.pk): True}
+    assert set(chunk.late) == {trade.pk, bar.pk, metric.pk}  # the spans of the second batch, taken
+
+
+def test_insert_new_returns_only_the_anomalies_it_stored(org_a, three_kinds):
+    from datetime import UTC, datetime
+
+    trade, _, _ = three_kinds
+    rule = Rule.objects.get(series=trade)
+
+    def anomaly(second):
+        return Anomaly(organization_id=org_a.pk, series=trade, rule=rule, source=f"rule:{rule.pk}",
+                       ts=datetime.fromtimestamp(T0_US / 1e6 + second, tz=UTC), metric_index=0, text="x")
+
+    before = insert_new([anomaly(1)])
+    assert [a.pk for a in before] == [Anomaly.objects.get().pk]
+    again = [anomaly(1), anomaly(2), anomaly(2)]  # stored before, new, a twin of the new one
+    created = insert_new(again)
+    assert [a.ts.second for a in created] == [again[1].ts.second] and created[0] is again[1]
+    assert created[0].pk == Anomaly.objects.get(ts=again[1].ts).pk and again[0].pk is None
+    assert Anomaly.objects.count() == 2
 
 
 def test_a_kept_engine_continues_only_while_the_stored_state_is_its_snapshot(example_rule, sensor, ingest):
     ingest(sensor, EXAMPLE_POINTS[:3])
-    kept = dict(pipeline._ENGINES.items)
+    kept = dict(engines.KEPT.items)
     assert kept
-    pipeline._ENGINES.clear()  # as if another worker process ran the next chunk, from the stored state
+    engines.KEPT.clear()  # as if another worker process ran the next chunk, from the stored state
     ingest(sensor, EXAMPLE_POINTS[3:6])
-    pipeline._ENGINES.clear()
+    engines.KEPT.clear()
     for key, (snapshot, engine) in kept.items():  # this process still holds the first chunk's engine: stale
-        pipeline._ENGINES.keep(key, snapshot, engine)
+        engines.KEPT.keep(key, snapshot, engine)
     ingest(sensor, EXAMPLE_POINTS[6:])
     got = sorted((a.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), a.metric_index, a.text) for a in Anomaly.objects.all())
     assert got == EXAMPLE_EXPECTED
@@ -116,20 +133,9 @@ def test_a_kept_engine_is_not_restored_from_its_own_snapshot(example_rule, senso
     def no_restore(*args, **kwargs):
         raise AssertionError("restored although this process holds the engine of the stored snapshot")
 
-    monkeypatch.setattr(pipeline.RuleEngine, "restore", no_restore)
+    monkeypatch.setattr(engines.RuleEngine, "restore", no_restore)
     ingest(sensor, EXAMPLE_POINTS[3:])
     assert Anomaly.objects.count() == len(EXAMPLE_EXPECTED)
-
-
-def test_statements_are_prepared_again_in_a_session_that_lost_them(org_a, three_kinds):
-    trade, _, _ = three_kinds
-    _ingest(org_a, {trade: [500]}, 0)
-    pipeline.run_many([trade.pk], org_a.pk)
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ah_detect_lock")
-    pipeline._SQL.sessions.clear()  # e.g. a new connection: prepare what is missing, keep the rest
-    _ingest(org_a, {trade: [500]}, 1)
-    assert pipeline.run_many([trade.pk], org_a.pk) == 1
 
 
 @pytest.mark.parametrize("ts", [[5], [1, 2, 3], [1, 1, 1, 2, 3, 3], [7] * 1500, list(range(0, 100, 3))])
@@ -139,11 +145,12 @@ def test_message_ids_rank_equal_timestamps(ts):
     assert pipeline.message_ids(ts).tolist() == expected
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no row locks: one writer at a time")
 @pytest.mark.django_db(transaction=True)
 def test_a_pass_waiting_on_a_cursor_lock_reads_what_the_holder_committed(org_a, three_kinds, clean_store,
                                                                          monkeypatch):
-    """The lock and the reads are statements of one query string: each takes a new snapshot, so a
-    pass that waited for the lock sees the points (and states) committed by the one that held it."""
+    """Each statement after the lock takes a new snapshot (READ COMMITTED), so a pass that waited for
+    the lock sees the points (and states) committed by the one that held it."""
     trade, _, _ = three_kinds
     monkeypatch.setattr(batch_stored, "receivers", [])  # nothing runs detection but this test
     _ingest(org_a, {trade: [100, 100]}, 0)
@@ -170,14 +177,12 @@ def test_a_pass_waiting_on_a_cursor_lock_reads_what_the_holder_committed(org_a, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_outermost_pass_commits_in_its_last_round_trip(org_a, three_kinds, clean_store, monkeypatch):
+def test_a_pass_commits_then_publishes(org_a, three_kinds, clean_store, monkeypatch):
     trade, _, _ = three_kinds
     monkeypatch.setattr(batch_stored, "receivers", [])
     _ingest(org_a, {trade: [100, 700]}, 0)
-    with CaptureQueriesContext(connection) as queries:
-        assert pipeline.run_many([trade.pk], org_a.pk) == 1
-    assert sum(q["sql"].endswith("; COMMIT") for q in queries.captured_queries) == 1
-    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert pipeline.run_many([trade.pk], org_a.pk) == 1
+    assert not connection.in_atomic_block
     assert Anomaly.objects.get().published_at is not None  # the on_commit hook ran: published
     _ingest(org_a, {trade: [100]}, 2)
     assert pipeline.run_many([trade.pk], org_a.pk) == 0  # the same without anomalies
@@ -185,7 +190,7 @@ def test_an_outermost_pass_commits_in_its_last_round_trip(org_a, three_kinds, cl
 
 
 def test_kept_engines_stay_within_their_byte_budget():
-    kept = pipeline._KeptEngines(budget=10)
+    kept = engines.KeptEngines(budget=10)
     for i in range(4):
         kept.keep((i, 1), b"x" * 4, engine=None)
     assert list(kept.items) == [(2, 1), (3, 1)] and kept.size == 8  # the least recent went
@@ -207,14 +212,14 @@ def test_the_sweep_finds_series_behind_their_cursor_with_a_rule_or_a_ready_detec
     assert {ruled.pk, learned.pk} <= stale and not {untrained.pk, idle.pk} & stale
 
 
-def test_the_sweeps_sql_agrees_with_the_orm_on_every_case(org_a):
+def test_the_sweep_on_every_case(org_a):
     from datetime import timedelta
 
     from django.utils import timezone
 
     from detection.models import DetectionCursor
     from watchlists.models import Watchlist, WatchlistItem
-    from watchlists.store.timeconv import to_us
+    from watchlists.store.timeconv import from_us, to_us
 
     now = timezone.now()
     series = {name: SeriesFactory(organization=org_a, last_point_at=now) for name in (
@@ -231,12 +236,12 @@ def test_the_sweeps_sql_agrees_with_the_orm_on_every_case(org_a):
     last_us = to_us(now)
     for name, processed_us in (("behind", to_us(now - timedelta(seconds=5))), ("caught_up", last_us),
                                ("one_us_behind", last_us - 1), ("watchlist_rule", last_us - 1)):
-        DetectionCursor.objects.create(organization=org_a, series=series[name],
+        DetectionCursor.objects.create(organization=org_a, series=series[name], read_to=from_us(processed_us),
                                        last_msg_id=processed_us * pipeline.RANK_BITS + 3)
     DetectionCursor.objects.create(organization=org_a, series=series["new_cursor"])  # last_msg_id -1
 
     mine = {s.pk for s in series.values()}
-    sql = {(sid, org) for sid, org in pipeline.stale_series() if sid in mine}
-    assert sql == {(sid, org) for sid, org in pipeline._stale_series_orm() if sid in mine}
-    assert {sid for sid, _ in sql} == {series[n].pk for n in ("no_cursor", "behind", "one_us_behind", "new_cursor",
+    stale = {(sid, org) for sid, org in pipeline.stale_series() if sid in mine}
+    assert {org for _, org in stale} == {org_a.pk}
+    assert {sid for sid, _ in stale} == {series[n].pk for n in ("no_cursor", "behind", "one_us_behind", "new_cursor",
                                                               "watchlist_rule")}

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.watchlists.conftest import count_rows
-from watchlists.signals import points_stored
+from watchlists.signals import batch_stored
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +133,7 @@ def test_detection_hook_is_called_after_commit_with_the_range(alice_client, spy,
     def receiver(sender, **kwargs):
         calls.append(kwargs)
 
-    points_stored.connect(receiver)
+    batch_stored.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             alice_client.post(f"/api/v1/series/{spy.pk}/points/", TICKS, format="json")
@@ -141,10 +141,10 @@ def test_detection_hook_is_called_after_commit_with_the_range(alice_client, spy,
         for callback in callbacks:
             callback()
     finally:
-        points_stored.disconnect(receiver)
+        batch_stored.disconnect(receiver)
     assert len(calls) == 1
-    assert calls[0]["series_id"] == spy.pk and calls[0]["rows"] == 3
-    assert calls[0]["end_us"] - calls[0]["start_us"] == 249_000
+    ((series_id, (start_us, end_us)),) = calls[0]["spans"].items()
+    assert series_id == spy.pk and end_us - start_us == 249_000
 
 
 def test_series_crud_and_validation(alice_client):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
-from .schema import PARTITION_SPAN, partitions_between
+from .schema import PARTITION_SPAN, partitioned, partitions_between
 
 _known: set[str] = set()
 # Dropping a partition (retention) takes an ACCESS EXCLUSIVE lock on the parent table. Queued behind
@@ -39,7 +39,7 @@ def partition_ddl():
 
 def missing_partitions(table: str, first: datetime, last: datetime) -> list[tuple[str, datetime, datetime]]:
     """The partitions of `table` that times first..last need and that are not attached yet."""
-    if connection.vendor != "postgresql":
+    if not partitioned():
         return []
     needed = [p for p in partitions_between(table, first, last) if p[0] not in _known]
     if not needed:

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from watchlists.features import compute_features
 
 from .reader import read_raw, read_rollup
-from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE
+from .schema import FEATURE_COLUMNS, FEATURE_TABLE, ROLLUP_TABLE, partitioned
 from .timeconv import US, floor_us
 
 RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}  # finest first: the coarser ones are built from the minutes
@@ -77,26 +77,26 @@ def _combine(minutes: dict[str, np.ndarray], seconds: int) -> dict[str, np.ndarr
 def _replace_rows(table: str, organization_id: int, series_id: int, start_us: int, end_us: int,
                   columns: list[str], data: dict[str, np.ndarray], extra: dict | None = None) -> None:
     """Deletes the range and inserts the recomputed rows (one transaction, so readers never see a hole)."""
-    from .reader import _bound
+    from .reader import store_time
 
     extra = extra or {}
     where = "series_id = %s AND ts >= %s AND ts < %s" + "".join(f" AND {k} = %s" for k in extra)
     n = len(data["ts"])
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {where}",
-                       [series_id, _bound(start_us), _bound(end_us), *extra.values()])
+                       [series_id, store_time(start_us), store_time(end_us), *extra.values()])
         if not n:
             return
         names = ["organization_id", "series_id", "ts", *extra, *columns]
         ts = data["ts"]
-        if connection.vendor == "postgresql":
+        if partitioned():
             # One statement over arrays instead of one INSERT per row (NaN -> NULL in SQL).
             cells = ", ".join(["%s", "%s", "u.ts"] + ["%s"] * len(extra)
                               + [f"NULLIF(u.c{i}, 'NaN')" for i in range(len(columns))])
             arrays = ", ".join(["%s::timestamptz[]"] + ["%s::float8[]"] * len(columns))
             aliases = ", ".join(["ts"] + [f"c{i}" for i in range(len(columns))])
             cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {cells} FROM unnest({arrays}) AS u({aliases})",
-                           [organization_id, series_id, *extra.values(), [_bound(t) for t in ts.tolist()],
+                           [organization_id, series_id, *extra.values(), [store_time(t) for t in ts.tolist()],
                             *(data[c].astype(np.float64).tolist() for c in columns)])
             return
         ts = ts.tolist()

@@ -10,6 +10,8 @@ Every table carries organization_id so the store can be distributed by tenant (C
 
 from datetime import UTC, datetime
 
+from django.db import connection
+
 RAW_TABLES = {"trade": "watchlists_tick", "bar": "watchlists_bar", "metric": "watchlists_metric"}
 ROLLUP_TABLE = "watchlists_rollup"
 FEATURE_TABLE = "watchlists_feature"
@@ -17,6 +19,15 @@ FEATURE_COLUMNS = [
     "vwap_5m", "vwap_15m", "realized_vol_5m", "realized_vol_15m", "price_momentum_1m", "price_momentum_5m",
     "volume_5m", "volume_ratio", "trade_count_1m", "avg_trade_size_1m",
 ]
+
+
+def partitioned() -> bool:
+    """Whether the store runs on PostgreSQL: tables partitioned by time, written with COPY and
+    arrays, analysed after imports. The store's one question about its engine (with
+    reader.ts_us_sql for how times are kept); SQLite (embedded mode) has plain tables and none of it."""
+    return connection.vendor == "postgresql"
+
+
 # Partition span per raw table: ticks are dense, bars and metrics sparse.
 PARTITION_SPAN = {"watchlists_tick": "month", "watchlists_bar": "year", "watchlists_metric": "year"}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db import connection
 
-from .schema import RAW_TABLES
+from .schema import RAW_TABLES, partitioned
 from .timeconv import PG_EPOCH_OFFSET_US
 
 VALUE_COLUMNS = {"trade": ("price", "size"), "bar": ("open", "high", "low", "close", "volume"),
@@ -101,7 +101,7 @@ def write_points(organization_id: int, series_id: int, points: Points) -> int:
     """Writes a batch inside the caller's transaction; returns rows newly stored or replaced."""
     if not len(points):
         return 0
-    if connection.vendor == "postgresql":
+    if partitioned():
         return _write_pg(organization_id, series_id, points)
     return _write_sqlite(organization_id, series_id, points)
 
@@ -111,7 +111,7 @@ def write_many(organization_id: int, batches: list[tuple[int, Points]]) -> list[
     PostgreSQL the append-only ticks of all of them go in ONE COPY: one round trip per request,
     not one per series."""
     appendable = [(series_id, p) for series_id, p in batches if _appends(p)]
-    if connection.vendor != "postgresql" or len(appendable) < 2:
+    if not partitioned() or len(appendable) < 2:
         return [write_points(organization_id, series_id, p) for series_id, p in batches]
     rows = b"".join(_tick_rows(organization_id, series_id, p) for series_id, p in appendable)
     connection.ensure_connection()
