@@ -38,7 +38,7 @@ from .serialization import prefixed, unprefixed
 
 __all__ = ["Ensemble", "refractory"]
 
-DEFAULT_COMPONENTS = {"robust_zscore": {}, "context_ose": {"rest_period": 0}}
+DEFAULT_COMPONENTS = {"robust_zscore": {}}
 # Market bars: no refractory; a 3-bar one fragmented flag chains that the event merge joins
 # (24 false-positive events against 22 on the injected corpus).
 MARKET_REST = 0
@@ -60,9 +60,10 @@ def refractory(score: np.ndarray, alert: float, rest: int, quiet: int) -> tuple[
 @register
 class Ensemble(Detector):
     name = "ensemble"
-    defaults = {"components": DEFAULT_COMPONENTS, "likelihood_short": 10, "likelihood_long": 2000,
-                "rest_period": "auto", "max_rest_period": 150, "point_member": "robust_zscore",
-                "point_severity": 0.0, "market_mode": "auto"}
+    defaults = {"components": DEFAULT_COMPONENTS, "likelihood_short": 20, "likelihood_long": 2000,
+                "rest_period": 30, "max_rest_period": 150, "point_member": "robust_zscore",
+                "point_severity": 12.0, "range_check": True, "range_tolerance": 0.02,
+                "range_tail": 1e-7, "market_mode": "auto"}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -89,6 +90,7 @@ class Ensemble(Detector):
         self.likelihoods = {name: AnomalyLikelihood(short=int(p["likelihood_short"]), long=int(p["likelihood_long"]))
                             for name in getattr(self, "components", {})}
         self.quiet = 0
+        self.seen_range = np.array([np.nan, np.nan])  # lowest and highest value seen so far
 
     def _fit(self, frame: pd.DataFrame) -> dict:
         """Fit every component; one that cannot learn from this little history (the LSTM
@@ -121,14 +123,19 @@ class Ensemble(Detector):
     def _raw(self, full: pd.DataFrame, start: int) -> RawScores:
         frame = full.iloc[start:]
         results = {name: self.components[name].score(frame) for name in self.active}
-        tails = np.ones((0 if self.market else len(results), len(frame)))
-        for k, (name, r) in enumerate(results.items() if not self.market else ()):
+        labels = [] if self.market else list(results)
+        tails = np.ones((len(labels), len(frame)))
+        for k, name in enumerate(labels):
             # Warm-up rows (always a prefix) carry no opinion: they stay out of the history.
-            ready = ~r.warming_up
-            tails[k, ready] = self.likelihoods[name].update(np.log1p(r.severity[ready]))
-        point = self._point_tail(results, len(frame))
-        if point is not None:
-            tails = np.vstack([tails, point])
+            ready = ~results[name].warming_up
+            tails[k, ready] = self.likelihoods[name].update(np.log1p(results[name].severity[ready]))
+        extra = {"point": self._point_tail(results, len(frame))}
+        if self.params["range_check"] and not self.market:
+            extra["range"] = self._range_tail(frame["value"].to_numpy(dtype="float64"))
+        for label, tail in extra.items():
+            if tail is not None:
+                labels.append(label)
+                tails = np.vstack([tails, tail])
         combined = tail_to_score(tails.min(axis=0)) if len(tails) else np.zeros(len(frame))
         reported, self.quiet = refractory(combined, 0.5, self.rest, self.quiet)
         banded = results.get("robust_zscore") or next(iter(results.values()))
@@ -137,11 +144,8 @@ class Ensemble(Detector):
             return banded.expected, banded.lower, banded.upper
 
         def notes(i: int) -> dict:
-            members = {name: round(float(tail_to_score(tails[k, i])), 3)
-                       for k, name in enumerate(results) if k < len(tails) - (point is not None)}
-            if point is not None:
-                members["point"] = round(float(tail_to_score(tails[-1, i])), 3)
-            top = max(results, key=lambda m: members.get(m, members.get("point", 0.0)))
+            members = {label: round(float(tail_to_score(tails[k, i])), 3) for k, label in enumerate(labels)}
+            top = max(results, key=lambda m: members.get(m, 0.0))
             return {"components": members, "unsuppressed_score": round(float(combined[i]), 4),
                     "detail": results[top].explanation[i]}
 
@@ -152,6 +156,23 @@ class Ensemble(Detector):
         if mode != "auto":
             return bool(mode)
         return bool(self.params["calendar"]) or {"open", "high", "low"} <= set(frame.columns)
+
+    def _range_tail(self, x: np.ndarray) -> np.ndarray:
+        """HTM's "spatial anomaly" on NAB: a value beyond everything this series has shown so
+        far (fit replays the training rows, so live that is training plus stream), by more than
+        `range_tolerance` of that range, is rare in its own right however its recent average
+        looks: tail `range_tail` (past the alert level), else 1. A constant series has no range
+        yet, so its first move is left to the members."""
+        lo0, hi0 = self.seen_range
+        finite = np.where(np.isfinite(x), x, np.nan)
+        hi = np.fmax.accumulate(np.concatenate([[hi0], finite]))
+        lo = np.fmin.accumulate(np.concatenate([[lo0], finite]))
+        prev_hi, prev_lo = hi[:-1], lo[:-1]
+        margin = float(self.params["range_tolerance"]) * (prev_hi - prev_lo)
+        with np.errstate(invalid="ignore"):
+            beyond = (prev_hi > prev_lo) & ((finite > prev_hi + margin) | (finite < prev_lo - margin))
+        self.seen_range = np.array([lo[-1], hi[-1]])
+        return np.where(beyond, float(self.params["range_tail"]), 1.0)
 
     def _point_tail(self, results: dict, n: int) -> np.ndarray | None:
         """A single extreme point (a spike) barely moves a 10-point average, so the point member's
@@ -182,6 +203,7 @@ class Ensemble(Detector):
         meta, arrays = super()._state_dump()
         meta["components"] = {}
         meta["quiet"] = self.quiet
+        arrays["seen_range"] = self.seen_range
         for name in self.active:
             meta["components"][name], comp_arrays = self.components[name]._state_dump()
             arrays.update(prefixed(name, comp_arrays))
@@ -191,6 +213,7 @@ class Ensemble(Detector):
     def _state_load(self, meta: dict, arrays: dict) -> None:
         super()._state_load(meta, arrays)
         self.quiet = int(meta["quiet"])
+        self.seen_range = np.asarray(arrays["seen_range"], dtype="float64")
         for name in self.active:
             self.components[name]._state_load(meta["components"][name], unprefixed(name, arrays))
             self.likelihoods[name].load_state(unprefixed(f"likelihood.{name}", arrays))
