@@ -16,7 +16,8 @@ Channels (the point's severity is the worst of them):
   suspicious after a few repeats; a rounded or sparse count series needs a very long run. Only
   runs longer than twice the longest run of the training history count (and never one shorter
   than MIN_STUCK_RUN): a series that has been constant for stretches before (a metric that is 0
-  half the time) has shown that stretches are its normal, so only a clearly longer one is news.
+  half the time) has shown that stretches are its normal, and a longer stream will show a
+  somewhat longer one by chance (once the longest run itself counted, sparse series alerted).
 
 `fit` is optional and cheap: it picks the transform and seasonality mode and learns the seasonal
 profiles and thresholds from history. Unfitted, the detector scores with a flat profile and
