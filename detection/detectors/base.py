@@ -271,14 +271,18 @@ class Detector:
             thresholds = {ch: (self.calibrators[ch].threshold if ch in self.calibrators
                                else self.floors.get(ch, 1.0)) for ch in names}
             expected, lower, upper = raw.band(thresholds)
+        # Plain Python lists: per-row numpy scalars and round() cost more than the scoring.
+        rounded = np.round(severity, 4).tolist()
+        channel = [names[t] for t in top.tolist()] if names else [None] * n
+        warm_rows, flag_rows = warm.tolist(), flags.tolist()
         explanation = []
         for i in range(n):
-            if warm[i]:
+            if warm_rows[i]:
                 explanation.append({"status": "warming_up",
                                     "needs_points": int(self.min_history - (self._seen - n + i))})
                 continue
-            e = {"channel": names[top[i]] if names else None, "severity": round(float(severity[i]), 4)}
-            if flags[i] and raw.notes is not None:
+            e = {"channel": channel[i], "severity": rounded[i]}
+            if flag_rows[i] and raw.notes is not None:
                 e.update(raw.notes(i))
             explanation.append(e)
         return ScoreResult(ts=ts_ns(frame["ts"]), score=score, is_anomaly=flags, expected=expected,

@@ -13,9 +13,11 @@ Channels (the point's severity is the worst of them):
 - `stuck`: how surprising the current run of exactly repeated values is (a frozen feed):
   run length x -log10(share of unchanged steps in training), i.e. the decimal log of the
   odds of such a run if steps were independent. A price that changes nearly every bar is
-  suspicious after a few repeats; a rounded or sparse count series needs a very long run. Runs
-  shorter than MIN_STUCK_RUN never count. Against the
-  longest run seen in training.
+  suspicious after a few repeats; a rounded or sparse count series needs a very long run. Only
+  runs longer than twice the longest run of the training history count (and never one shorter
+  than MIN_STUCK_RUN): a series that has been constant for stretches before (a metric that is 0
+  half the time) has shown that stretches are its normal, and a longer stream will show a
+  somewhat longer one by chance (once the longest run itself counted, sparse series alerted).
 
 `fit` is optional and cheap: it picks the transform and seasonality mode and learns the seasonal
 profiles and thresholds from history. Unfitted, the detector scores with a flat profile and
@@ -104,6 +106,7 @@ class RobustZScore(Detector):
         self.sigma_floor = {"value": 1e-12, "volume": 1e-3}
         self.has_volume = False
         self.stuck_bits = 1.0  # -log10 P(unchanged step); 1.0 = "one in ten" until fitted
+        self.stuck_from = MIN_STUCK_RUN  # shortest run that counts (2 x the longest in training)
 
     @property
     def context(self) -> int:
@@ -158,6 +161,8 @@ class RobustZScore(Detector):
             self.sigma_floor[ch] = float(max(0.1 * _MAD_TO_SIGMA * spread, 0.5 * resolution, 1e-12))
         same = np.mean(values[1:] == values[:-1]) if len(values) > 1 else 0.1
         self.stuck_bits = float(-np.log10(np.clip(same, 1e-3, 0.999)))
+        longest = int(transforms.run_lengths(values, cap=p["window"]).max()) if len(values) else 0
+        self.stuck_from = max(MIN_STUCK_RUN, 2 * longest + 1)
         return {"transform": self.kind, "seasonality": self.mode, "step_seconds": self.step}
 
     def _raw(self, full: pd.DataFrame, start: int) -> RawScores:
@@ -180,7 +185,7 @@ class RobustZScore(Detector):
                 channels["volatility"] = rz.burst[start:]
         if p["detect_stuck"]:
             runs = transforms.run_lengths(full["value"].to_numpy(), cap=p["window"])[start:]
-            channels["stuck"] = np.where(runs >= MIN_STUCK_RUN, runs * self.stuck_bits, 0.0)
+            channels["stuck"] = np.where(runs >= self.stuck_from, runs * self.stuck_bits, 0.0)
         prev = np.concatenate([[np.nan], full["value"].to_numpy()[:-1]])[start:]
         kind = self.kind
 
@@ -205,7 +210,7 @@ class RobustZScore(Detector):
 
     def _model_dump(self) -> tuple[dict, dict]:
         meta = {"kind": self.kind, "mode": self.mode, "step": self.step, "has_volume": self.has_volume,
-                "sigma_floor": self.sigma_floor, "stuck_bits": self.stuck_bits}
+                "sigma_floor": self.sigma_floor, "stuck_bits": self.stuck_bits, "stuck_from": self.stuck_from}
         arrays = {}
         for ch, prof in self.profiles.items():
             arrays[f"{ch}.loc"], arrays[f"{ch}.scale"] = prof.loc, prof.scale
@@ -215,6 +220,7 @@ class RobustZScore(Detector):
         self.kind, self.mode, self.step = meta["kind"], meta["mode"], float(meta["step"])
         self.has_volume = bool(meta["has_volume"])
         self.stuck_bits = float(meta["stuck_bits"])
+        self.stuck_from = int(meta.get("stuck_from", MIN_STUCK_RUN))  # artifacts from before it
         self.sigma_floor = {k: float(v) for k, v in meta["sigma_floor"].items()}
         self.profiles = {ch: SeasonalProfile(arrays[f"{ch}.loc"], arrays[f"{ch}.scale"])
                          for ch in ("value", "volume")}

@@ -53,5 +53,17 @@ def test_a_level_shift_alerts_once_then_is_the_new_normal(org_a):
     shift_ts = T0_US + (TRAIN + SHIFT_AT) * MINUTE_US
     offsets = [int((a.timestamp() * 1e6 - shift_ts) // MINUTE_US) for a in alerts]
     # One alert, within two points of the shift; nothing over the 2,000 shifted points after it
-    # (the adaptation time documented in ensemble.py: the refractory period, at most 150 points).
+    # (the adaptation time documented in docs/detection.md is 120 points).
     assert len(offsets) == 1 and 0 <= offsets[0] <= 2, offsets
+
+
+def test_a_metric_that_is_zero_half_the_time_raises_nothing_on_its_normal(org_a):
+    """A sparse count (0 on half the steps, else 1-39 at random): runs of zeros are its normal
+    (the stuck channel learns the longest run it has seen), so neither they nor the counts
+    between them alert, over 2,400 live points."""
+    rng = np.random.default_rng(3)
+    n = TRAIN + SHIFT_AT + AFTER
+    values = np.where(rng.random(n) < 0.5, 0.0, rng.integers(1, 40, n).astype(float))
+    series, detector = _trained_ensemble(org_a, values[:TRAIN])
+    _stream(org_a, series, TRAIN, values[TRAIN:])
+    assert not Anomaly.objects.filter(detector=detector).exists()

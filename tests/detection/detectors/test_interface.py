@@ -50,7 +50,9 @@ def test_streaming_in_batches_matches_one_pass(fitted, name):
     whole = fresh_copy(dets[name]).score(bars)
     det = fresh_copy(dets[name])
     parts = [det.score(bars.iloc[a:b]) for a, b in ((0, 250), (250, 251), (251, 420), (420, 600))]
-    np.testing.assert_allclose(np.concatenate([p.score for p in parts]), whole.score, rtol=0, atol=1e-9)
+    # 1e-7: the likelihood's rolling moments are updated online, so where a batch starts moves
+    # their rounding (seen: 1.5e-9); a real streaming bug moves scores by far more.
+    np.testing.assert_allclose(np.concatenate([p.score for p in parts]), whole.score, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ALL_DETECTORS)
