@@ -235,7 +235,8 @@ class Ensemble(Detector):
     def _state_load(self, meta: dict, arrays: dict) -> None:
         super()._state_load(meta, arrays)
         self.quiet = int(meta["quiet"])
-        self.seen_range = np.asarray(arrays["seen_range"], dtype="float64")
+        # A state saved before the range check existed starts it unknown: it learns from the stream.
+        self.seen_range = np.asarray(arrays.get("seen_range", [np.nan, np.nan]), dtype="float64")
         for name in self.active:
             self.components[name]._state_load(meta["components"][name], unprefixed(name, arrays))
             self.likelihoods[name].load_state(unprefixed(f"likelihood.{name}", arrays))

@@ -20,7 +20,7 @@ def fill_read_to(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("detection", "0007_historyrun")]
+    dependencies = [("detection", "0008_trainingrun_reason")]
 
     operations = [
         migrations.AddField(model_name="detectioncursor", name="read_to",
