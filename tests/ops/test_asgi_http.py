@@ -16,8 +16,8 @@ from tests.benchmarks.server import live_server
 def _call(app, method, path, body=b"", headers=()):
     async def call():
         communicator = HttpCommunicator(app, method, path, body=body, headers=list(headers))
-        response = await communicator.get_response()
-        await communicator.wait()
+        response = await communicator.get_response(timeout=10)  # a busy machine: not the default 1 s
+        await communicator.wait(timeout=10)
         return response
     return asyncio.run(call())
 
@@ -37,7 +37,9 @@ def test_django_answers_and_finishes_the_request():
 def test_the_server_streams_at_the_clients_pace_and_closes_when_it_leaves(tmp_path):
     """A streamed response read by a slow client must not pile up in the server's memory (an export
     at ~8 MB/s did under daphne): the server makes little more than the socket buffers hold. Once the
-    client goes, the response is closed (an export gives its slot and database connection back)."""
+    client goes, the response is closed (an export gives its slot and database connection back).
+    It is closed at its end, not at its next chunk: uvicorn drops what is sent after the client left
+    rather than raising (which the ASGI spec allows), and WSGI has no other way to hear of it."""
     made, closed = tmp_path / "made", tmp_path / "closed"
     env = {"STREAM_CHUNKS": "1000", "STREAM_COUNT_FILE": str(made), "STREAM_CLOSED_FILE": str(closed)}  # 64 MB
     with live_server(env, app="tests.ops.streaming_app:application") as base:
@@ -52,4 +54,3 @@ def test_the_server_streams_at_the_clients_pace_and_closes_when_it_leaves(tmp_pa
         while not closed.exists():
             assert time.monotonic() < deadline, "the response was not closed after the client left"
             time.sleep(0.1)
-        assert int(made.read_text()) < 1000
