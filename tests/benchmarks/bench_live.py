@@ -1,7 +1,7 @@
 """Live-pipeline benchmark (issue 6): REST ingest -> Celery detection -> WebSocket anomaly events.
 
 Everything real and on this machine: PostgreSQL, Redis (broker db 10, cache 11, channel layer
-12), ONE Celery worker (`-Q detect,ingest`, prefork pool of 2 processes as `manage.py serve` runs
+12), ONE Celery worker (`-Q detect,ingest`, prefork pool of 2 processes as the Procfile's realtime runs
 it, prefetch 1) and ONE web process (gunicorn + one uvicorn worker, the Procfile's web) serving both the
 REST API and /ws/v1/live/.
 

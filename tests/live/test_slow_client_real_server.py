@@ -1,4 +1,4 @@
-"""A client that stops reading, on the real server (daphne, real sockets): the server holds at most
+"""A client that stops reading, on the real server (gunicorn + uvicorn, real sockets): the server holds at most
 LIVE_MAX_UNSENT_BYTES for it and then drops it (4008), while a client reading the same series gets
 every event. The in-memory communicator of the other live tests has no socket buffer to fill: under
 daphne a send returns once the frame is in Twisted's write buffer, so such a client's queue on the
