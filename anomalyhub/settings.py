@@ -134,9 +134,10 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "anomalyhub.channel_layer.ThreadSafeInMemoryChannelLayer",
                                   "CONFIG": {"capacity": 5000}}}
-# Bytes the server may hold, already written, for one WebSocket client that stopped reading
-# before it drops that client (4008); the kernel's socket buffers come on top.
-LIVE_MAX_UNSENT_BYTES = env_int("LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
+# Seconds a live event may wait for one WebSocket client's socket to take it (uvicorn holds a send
+# while the connection's write buffer is full) before that client is dropped (4008): a client that
+# stopped reading must not hold its queue, and the events piling up in it, on the server.
+LIVE_MAX_SEND_SECONDS = env_int("LIVE_MAX_SEND_SECONDS", 10)
 # How often an open WebSocket re-checks the access it was opened with (key, membership and role,
 # session), on top of the immediate close a revocation publishes (accounts/socket_access.py): the
 # bound for a revocation whose publish was lost. One or two queries per socket each time.

@@ -99,8 +99,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         # Read once per connection, not per event: a setting left unset costs an AttributeError
         # inside Django's LazySettings on every lookup.
         self.max_backlog = max_backlog(self.channel_layer)
-        self.max_unsent = settings.LIVE_MAX_UNSENT_BYTES  # bytes held for a client that does not read
-        self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)
+        self.max_send_seconds = settings.LIVE_MAX_SEND_SECONDS  # for a client that does not read
         await self.accept()
         await self.bind_access(actor, session_key, session)
         metrics.WS_CONNECTIONS.inc()
@@ -225,6 +224,21 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
                           "removed or changed, or signed out). Authenticate again to reconnect.")
         await self.close(code=CLOSE_UNAUTHORIZED, reason=REASON_ACCESS_ENDED)
 
+    async def _drop_too_slow(self):
+        """Closes a connection that fell behind with 4008. A client whose socket takes nothing cannot
+        take the close frame either: after max_send_seconds the consumer ends, and the server cuts
+        the connection."""
+        self.dropped = True
+        metrics.WS_DROPPED.labels("too_slow").inc()
+        try:
+            await asyncio.wait_for(self._close_too_slow(), self.max_send_seconds)
+        except TimeoutError:
+            await self.websocket_disconnect({"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW})
+
+    async def _close_too_slow(self):
+        await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
+        await self.close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
+
     async def _error(self, code: str, text: str, details=None):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
 
@@ -238,15 +252,11 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         numbered per subscription so clients can see a gap and re-sync over REST."""
         if self.dropped:
             return  # closing: events still arrive until the disconnect leaves the groups
-        if self._backlog() > self.max_backlog or self.unsent_bytes() > self.max_unsent:
-            # This connection's own queue overflows, or the client stopped reading and what was
-            # written for it piles up in the server's socket buffer: drop it rather than buffer
-            # for it. Judged per connection, not by the event's age, so a server that is behind as
-            # a whole (the same delay for every client) does not drop healthy clients.
-            self.dropped = True
-            metrics.WS_DROPPED.labels("too_slow").inc()
-            await self._error("too_slow", "The connection fell behind; reconnect and re-sync over REST.")
-            await self.close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
+        if self._backlog() > self.max_backlog:
+            # This connection's own queue overflows: drop it rather than buffer for it. Judged per
+            # connection, not by the event's age, so a server that is behind as a whole (the same
+            # delay for every client) does not drop healthy clients.
+            await self._drop_too_slow()
             return
         head, sent = None, 0
         for sub_id, sub in self.subscriptions.items():
@@ -254,7 +264,13 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
                 sub["seq"] += 1
                 head = head or encoded_head(message)
                 # The same text as send_json({**event, "subscription": .., "seq": ..}).
-                await self.send(text_data=f'{head}"subscription": {sub_id}, "seq": {sub["seq"]}}}')
+                try:
+                    # The server holds a send while the client's socket takes nothing (it stopped reading).
+                    await asyncio.wait_for(self.send(text_data=f'{head}"subscription": {sub_id}, "seq": {sub["seq"]}}}'),
+                                           self.max_send_seconds)
+                except TimeoutError:
+                    await self._drop_too_slow()
+                    return
                 sent += 1
         if sent:
             metrics.WS_MESSAGES.labels(message["event"]["type"]).inc(sent)

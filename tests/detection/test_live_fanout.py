@@ -36,7 +36,7 @@ async def test_events_reach_the_socket_without_a_hop_to_the_sync_thread(monkeypa
     monkeypatch.setattr("channels.consumer.aclose_old_connections", hop)
     consumer = LiveConsumer()
     consumer.channel_layer = None
-    consumer.max_backlog, consumer.max_unsent, consumer.unsent_bytes = 1000, 2**20, lambda: 0  # as connect() sets
+    consumer.max_backlog, consumer.max_send_seconds = 1000, 10  # as connect() sets
     consumer.subscriptions = {1: {"series": {5}, "seq": 0}, 2: {"series": {5, 6}, "seq": 4}}
     sent = []
 
