@@ -134,7 +134,7 @@ def test_the_procfile_starts_serves_and_stops_every_process(procfile_env, tmp_pa
     try:
         wait_for(lambda: _answers(port, "/healthz") or runner.poll() is not None, START_TIMEOUT_S, 0.5, "/healthz")
         assert runner.poll() is None, log.read_text()
-        assert _answers(port, "/readyz"), _get(port, "/readyz")
+        assert _answers(port, "/readyz"), (_get(port, "/readyz"), log.read_text()[-3000:])
 
         # Every worker group answers over the broker.
         broker = Celery(broker=settings.CELERY_BROKER_URL)
@@ -226,7 +226,10 @@ def test_the_web_role_runs_the_web_processes_alone(procfile_env, tmp_path):
         held = sorted(_established(pid, port) for pid in _web_processes(runner))
         for conn in clients:
             conn.close()
-        assert sum(held) == 40 and held[1] >= 8, f"connections per web process (gunicorn first): {held}"
+        # Both processes take connections. How evenly is the kernel's and uvicorn's affair: gunicorn's
+        # processes share one listening socket, and an idle one may accept most of a burst (seen:
+        # 3 and 37 of 40, where daphne's SO_REUSEPORT sockets had kept each above 8).
+        assert sum(held) == 40 and held[1] >= 1, f"connections per web process (gunicorn first): {held}"
 
         second = _honcho(env, tmp_path / "second.log", "web")
         assert second.wait(timeout=STOP_TIMEOUT_S) != 0
