@@ -37,12 +37,15 @@ browser:
 	  || { echo "error: /usr/bin/chromium is missing; install Debian's chromium package"; exit 1; }
 
 # Embedded mode: SQLite, in-memory channel layer, in-process tasks, console email, demo data.
-# With DATABASE_URL and REDIS_URL set: production mode, `manage.py serve` (daphne, a Celery worker
-# per queue group and beat as separate processes; Ctrl-C stops them all). SERVE_ARGS adds options.
+# With DATABASE_URL and REDIS_URL set: production mode, every process of the Procfile (web: gunicorn
+# with uvicorn workers; a Celery worker per queue group; beat) under honcho; Ctrl-C stops them all.
+# PROCESSES picks some (`make run PROCESSES="web realtime"`); WEB_PROCESSES etc. as in .env.example.
+# The processes count their metrics into one fresh directory, which /metrics on web aggregates.
 ifneq ($(and $(DATABASE_URL),$(REDIS_URL)),)
 run: $(STAMP) $(ASSETS)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py serve 127.0.0.1:8000 $(SERVE_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PROMETHEUS_MULTIPROC_DIR="$$(mktemp -d)" \
+	  $(VENV)/bin/honcho -f Procfile start $(PROCESSES)
 else
 run: $(STAMP) $(ASSETS)
 	$(PY) manage.py migrate --noinput
@@ -71,7 +74,7 @@ bench: $(STAMP) services
 	DATABASE_URL=$(PG_URL)_bench REDIS_URL=redis://127.0.0.1:6379/10 DJANGO_ENV=test \
 	  SECRET_KEY=bench-secret-key-not-for-production $(PY) -m tests.benchmarks $(BENCH_ARGS)
 
-# Load test: manage.py serve under locust (REST, GraphQL, ingest 1,000 ticks/s, WebSocket subscribers,
+# Load test: the Procfile's processes under locust (REST, GraphQL, ingest 1,000 ticks/s, WebSocket subscribers,
 # 8 organizations) on its own database and Redis dbs 7-9; writes docs/load-report.md. LOAD_SECONDS=60.
 load: $(STAMP) services
 	DATABASE_URL=$(PG_URL)_load REDIS_URL=redis://127.0.0.1:6379/7 $(PY) -m tests.load

@@ -11,7 +11,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from .lib.env import env_bool, env_datetime, env_int, env_list, env_secret, env_str, usable_cores
+from .lib.env import env_bool, env_datetime, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -145,9 +145,10 @@ else:
 # Frames that may wait to be written to one WebSocket before it is closed as too slow (4008):
 # bursts below this are absorbed, never silently dropped (detection.consumers).
 LIVE_MAX_BACKLOG = env_int("LIVE_MAX_BACKLOG", 5000)
-# Bytes the server may hold, already written, for one WebSocket client that stopped reading
-# before it drops that client (4008); the kernel's socket buffers come on top.
-LIVE_MAX_UNSENT_BYTES = env_int("LIVE_MAX_UNSENT_BYTES", 8 * 2**20)
+# Seconds a live event may wait for one WebSocket client's socket to take it (uvicorn holds a send
+# while the connection's write buffer is full) before that client is dropped (4008): a client that
+# stopped reading must not hold its queue, and the events piling up in it, on the server.
+LIVE_MAX_SEND_SECONDS = env_int("LIVE_MAX_SEND_SECONDS", 10)
 # How often an open WebSocket re-checks the access it was opened with (key, membership and role,
 # session), on top of the immediate close a revocation publishes (accounts/socket_access.py): the
 # bound for a revocation whose publish was lost. One or two queries per socket each time.
@@ -327,7 +328,7 @@ INGEST_MAX_NEW_PARTITIONS = env_int("INGEST_MAX_NEW_PARTITIONS", 24)
 API_MAX_OFFSET = env_int("API_MAX_OFFSET", 1_000_000)
 # A webhook is disabled (and its owner told) after this many consecutive failed deliveries.
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 25)
-# Threads serving HTTP requests in one ASGI process (anomalyhub/asgi.py); each holds a DB connection.
+# Threads serving HTTP requests in one web process (a2wsgi's pool, anomalyhub/asgi.py); each holds a DB connection.
 # Few: a view holds the GIL for most of its time, so more threads only wait for it, interleaving every
 # request with the others. A streamed export holds its thread until it ends (admins only; raise this
 # where several run at once). Measured with `make load` on 2 cores (docs/load-report.md): 4 threads
@@ -337,12 +338,6 @@ HTTP_THREADS = env_int("HTTP_THREADS", 4)
 # (a minute or more for millions of points), so at most half of them go to exports and the API and
 # ingest always keep the rest. One more is refused with 429 and Retry-After (detection/api/export.py).
 EXPORT_STREAMS = env_int("EXPORT_STREAMS", max(1, HTTP_THREADS // 2))
-# daphne processes `manage.py serve` runs on one listening socket, in production one more than the
-# cores this process may use: a process is often waiting for its GIL while PostgreSQL or another
-# process holds a core, and the extra one fills those gaps (make load on 2 cores: 3 processes against
-# 2 lowered p50 from 32-51 ms to 19-25 ms in back-to-back pairs). The cores are the CPU set capped by a
-# container's CPU quota (usable_cores).
-WEB_PROCESSES = env_int("WEB_PROCESSES", usable_cores() + 1 if PRODUCTION else 1)
 
 # --- Cost limits (docs/security.md, "Limits"): each checked before the work it bounds ---------
 # Rows per page of REST lists (?limit= above it is capped and the page says so) and of points reads.

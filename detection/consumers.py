@@ -63,12 +63,13 @@ def _ids(value) -> list[int] | None:
 
 class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
     """Every frame to the client goes through this connection's own queue (`outbox`), written in
-    order by one task: a client that does not read makes the server's send wait (or, under a
-    server whose send never waits, piles up unsent bytes), and either way this connection alone is
-    closed as too slow once LIVE_MAX_BACKLOG frames wait, while the channel layer keeps handing
+    order by one task: a client that does not read makes the server's send wait, and this
+    connection alone is closed as too slow once LIVE_MAX_BACKLOG frames wait or one frame waited
+    LIVE_MAX_SEND_SECONDS, while the channel layer keeps handing
     events to every other connection."""
 
     dropped = False  # closed as too slow
+    stalled = False  # a frame waited max_send_seconds for the client's socket
     outbox: asyncio.Queue | None = None
 
     async def connect(self):
@@ -88,8 +89,7 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         self.received: deque[float] = deque()
         # Read once per connection, not per event.
         self.max_backlog = settings.LIVE_MAX_BACKLOG
-        self.max_unsent = settings.LIVE_MAX_UNSENT_BYTES  # bytes held for a client that does not read
-        self.unsent_bytes = self.scope.get("unsent_bytes", lambda: 0)  # given by servers that can tell
+        self.max_send_seconds = settings.LIVE_MAX_SEND_SECONDS  # for a client that does not read
         await self.accept()
         self.outbox = asyncio.Queue()
         self.writer = asyncio.create_task(self._write())
@@ -131,7 +131,12 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
             if kind == "close":
                 await super().close(code=first, reason=second)
                 return
-            await super().send(text_data=first, bytes_data=second)
+            try:
+                # The server holds a send while the client's socket takes nothing (it stopped reading).
+                await asyncio.wait_for(super().send(text_data=first, bytes_data=second), self.max_send_seconds)
+            except TimeoutError:
+                self.stalled = True  # the next event drops the connection (the consumer's own task can)
+                return
 
     async def _beat(self):
         while True:
@@ -239,6 +244,18 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
                           "removed or changed, or signed out). Authenticate again to reconnect.")
         await self.close(code=CLOSE_UNAUTHORIZED, reason=REASON_ACCESS_ENDED)
 
+    async def _drop_too_slow(self):
+        """Closes a connection that fell behind with 4008; what waits for it is never written (the
+        close frame says why). A client whose socket takes nothing cannot take the close frame
+        either: after max_send_seconds the consumer ends, and the server cuts the connection."""
+        self.dropped = True
+        metrics.WS_DROPPED.labels("too_slow").inc()
+        self.writer.cancel()
+        try:
+            await asyncio.wait_for(super().close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW), self.max_send_seconds)
+        except TimeoutError:
+            await self.websocket_disconnect({"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW})
+
     async def _error(self, code: str, text: str, details=None):
         await self.send_json({"type": "error", "code": code, "message": text, "details": details or {}})
 
@@ -248,15 +265,12 @@ class LiveConsumer(AccessBoundConsumer, AsyncJsonWebsocketConsumer):
         numbered per subscription so clients can see a gap and re-sync over REST."""
         if self.dropped:
             return  # closing: events still arrive until the disconnect leaves the groups
-        if self.outbox.qsize() >= self.max_backlog or self.unsent_bytes() > self.max_unsent:
-            # This connection's own frames pile up (its client does not read, so the server's send
-            # waits), or what was written for it piles up in the server's socket buffer: drop it
-            # rather than buffer for it. Judged per connection, not by the event's age, so a server
-            # that is behind as a whole (the same delay for every client) drops no healthy client.
-            self.dropped = True
-            metrics.WS_DROPPED.labels("too_slow").inc()
-            self.writer.cancel()  # what waits is never written; the close frame says why
-            await super().close(code=CLOSE_TOO_SLOW, reason=REASON_TOO_SLOW)
+        if self.stalled or self.outbox.qsize() >= self.max_backlog:
+            # This connection's own frames pile up, or one waited max_send_seconds for its socket
+            # (its client does not read): drop it rather than buffer for it. Judged per connection,
+            # not by the event's age, so a server that is behind as a whole (the same delay for
+            # every client) drops no healthy client.
+            await self._drop_too_slow()
             return
         head, sent = None, 0
         for sub_id, sub in self.subscriptions.items():

@@ -1,13 +1,14 @@
 #!/bin/sh
-# One image, every role (see compose.yaml). Any other command runs as given (`manage.py shell`, ...).
+# One image, every role (see compose.yaml). web, realtime, train, alerts and beat are the processes
+# of the Procfile, run by honcho as `make run` runs them; `serve` runs all of them in one container.
+# Any other command runs as given (`manage.py shell`, ...).
 set -e
+# prometheus_client's multiprocess mode: the processes of this container count into one directory.
+PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(mktemp -d)}"
+export PROMETHEUS_MULTIPROC_DIR
 case "$1" in
-  # WEB_PROCESSES daphne processes (default: cores + 1, the cores capped by a CPU quota) on one socket.
-  web)      shift; exec python manage.py serve 0.0.0.0:8000 --web-only "$@" ;;
-  worker)   shift; exec celery -A anomalyhub worker -l "${LOG_LEVEL:-INFO}" "$@" ;;
-  beat)     shift; exec celery -A anomalyhub beat -s /tmp/celerybeat-schedule -l "${LOG_LEVEL:-INFO}" "$@" ;;
+  web|realtime|train|alerts|beat) exec honcho -f /app/Procfile start --no-prefix --no-colour "$1" ;;
+  serve)    shift; exec honcho -f /app/Procfile start --no-prefix --no-colour "$@" ;;
   migrate)  shift; exec python manage.py migrate --noinput "$@" ;;
-  # Everything in one container (web, a worker per queue group, beat), as `make run` does without Docker.
-  serve)    shift; exec python manage.py serve 0.0.0.0:8000 "$@" ;;
   *)        exec "$@" ;;
 esac

@@ -61,12 +61,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
 
 # Hits that other branches of issue 26 are removing; the merger empties this list as they land.
 PENDING: dict[tuple[str, str, str], str] = {
-    # branch "serve": anomalyhub/asgi.py becomes Channels' documented few lines (issue 26, item 1).
-    ("anomalyhub/asgi.py", "private import", "asgiref.wsgi.WsgiToAsgiInstance"): "serve",
-    ("anomalyhub/asgi.py", "monkey-patch", "WebRequest.__init__"): "serve",
-    ("anomalyhub/asgi.py", "monkey-patch", "WebRequest._anomalyhub_no_form_parsing"): "serve",
-    ("anomalyhub/asgi.py", "private attribute", "_tempDataLen"): "serve",
-    ("anomalyhub/asgi.py", "private attribute", "dataBuffer"): "serve",
 }
 
 

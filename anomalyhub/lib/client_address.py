@@ -6,8 +6,8 @@ Behind a reverse proxy the socket's peer is the proxy, and the client is named i
 That header says whatever its sender wrote, so it is believed only when the peer is a proxy listed
 in TRUSTED_PROXIES (addresses or networks; empty by default: nobody), and only as far back as
 trusted proxies appended it: read from the right, the first address that is not a trusted proxy is
-the client. What a client wrote further left is ignored. (daphne's own --proxy-headers takes the
-leftmost address from anyone, so `manage.py serve` does not use it.)
+the client. What a client wrote further left is ignored. (uvicorn's own proxy headers would
+believe any local peer, so anomalyhub/gunicorn_conf.py turns them off.)
 """
 
 from __future__ import annotations

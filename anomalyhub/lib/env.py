@@ -1,9 +1,7 @@
 """Typed readers for settings from the environment. Invalid values stop start-up."""
 
-import math
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -64,30 +62,3 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
     return os.environ.get(name, default)
-
-
-def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
-    """The cores this process may use: its CPU set, capped by a cgroup CPU quota rounded up (a
-    container's `--cpus 1.5` gives 2). os.cpu_count() and the CPU set both see the host's cores
-    under a quota, and sizing process pools by them oversubscribes the container."""
-    cores = len(os.sched_getaffinity(0))
-    quota = _cgroup_quota(Path(cgroup_root))
-    return min(cores, max(1, math.ceil(quota))) if quota else cores
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    """CPUs of quota per period: cgroup v2 `cpu.max` ("max 100000" = none), else v1's
-    cpu.cfs_quota_us / cpu.cfs_period_us (-1 = none); None when there is no quota or no cgroup."""
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        try:
-            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return None
-    try:
-        quota_us, period_us = int(quota), int(period)
-    except ValueError:  # "max"
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None

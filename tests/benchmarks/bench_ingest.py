@@ -9,7 +9,7 @@ the medians reported (the machine is shared and noisy):
    faster of the two is the ratio's baseline.
 2. The rollup+feature refresh of those ticks (the `watchlists.refresh_rollups` task's work; no
    Celery worker runs here, so the task is replaced by a recorder while the bench ingests).
-3. REST ingest through a live daphne server, 4 keep-alive clients posting 1,000-row JSON batches,
+3. REST ingest through the live web server (gunicorn + uvicorn), 4 keep-alive clients posting 1,000-row JSON batches,
    vs `services.ingest` of the same batches in-process (no HTTP, no JSON, no validation).
 4. One day of 1-minute bars: GET over HTTP and `read_points` in-process vs the bare SQL.
 """
@@ -537,7 +537,7 @@ def measure_reads(bench: Bench, base: str, series: Series) -> list[Row]:
     times: dict[str, list[float]] = {"http": [], "floor": [], "store": [], "sql": []}
     for _ in range(READ_CALLS):  # interleaved, so load spikes hit all of them alike
         times["http"].append(timed(get_ok, client, path)[0])
-        # The server's floor: a round trip through daphne and the middleware, no auth, no query.
+        # The server's floor: a round trip through the web server and the middleware, no auth, no query.
         times["floor"].append(timed(get_ok, client, "/healthz")[0])
         times["store"].append(timed(read_points, series, "1m", start_us, end_us, 10_000)[0])
         times["sql"].append(timed(bare_bars, bench.bare, series.pk, start_us, end_us)[0])
@@ -577,7 +577,7 @@ def bare_export(bare: psycopg.Connection, organization_id: int) -> int:
 
 
 def measure_export(bench: Bench, base: str) -> list[Row]:
-    """GET /api/v1/export/ of every stored tick, as CSV and as JSON, through daphne, interleaved with
+    """GET /api/v1/export/ of every stored tick, as CSV and as JSON, through the web server, interleaved with
     the raw COPY TO baseline; each export's rows are counted."""
     stored = fetch_count(bench.bare, bench.actor.organization_id)
     client = Client(base, bench.api_key)
@@ -615,7 +615,7 @@ def run() -> list[Row]:
             rows.append(measure_refresh(bench, series, recorder))
             try:
                 with live_server() as base:
-                    log(f"daphne up at {base}")
+                    log(f"web server up at {base}")
                     rows += measure_reads(bench, base, series)
                     rows += measure_export(bench, base)
                     rows.append(measure_rest_ingest(bench, base))

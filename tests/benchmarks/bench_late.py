@@ -1,6 +1,6 @@
 """Late points benchmark (issue 22, case 11): concurrent writers whose batches commit out of order.
 
-`manage.py serve` (daphne and its Celery workers) on the bench database; 4 writers POST 2,000
+The Procfile's processes (web and a Celery worker, tests.reliability.private_services) on the bench database; 4 writers POST 2,000
 ticks/s to one trade series for BENCH_LATE_SECONDS (default 30), with overlapping halves, shuffled
 groups, resends and batches first sent 1.5 s late (tests/benchmarks/late_writers.py). Two rules
 watch the series: `price > 200` (one anomaly per planted spike) and `max(price) > 200` over 1 s

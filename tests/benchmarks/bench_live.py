@@ -1,8 +1,8 @@
 """Live-pipeline benchmark (issue 6): REST ingest -> Celery detection -> WebSocket anomaly events.
 
 Everything real and on this machine: PostgreSQL, Redis (broker db 10, cache 11, channel layer
-12), ONE Celery worker (`-Q detect,ingest`, prefork pool of 2 processes as `manage.py serve` runs
-it, prefetch 1) and ONE daphne serving both the
+12), ONE Celery worker (`-Q detect,ingest`, prefork pool of 2 processes as the Procfile's realtime runs
+it, prefetch 1) and ONE web process (gunicorn + one uvicorn worker, the Procfile's web) serving both the
 REST API and /ws/v1/live/.
 
 Load: 2,000 ticks/s for BENCH_LIVE_SECONDS (default 60) across 50 trade series, each with one
@@ -203,8 +203,9 @@ class Worker:
         self.out.close()
 
 
-def daphne_pid(port: int) -> int | None:
-    """The daphne live_server() started (it yields only the URL): found by its listening port."""
+def web_pid() -> int | None:
+    """The web server live_server() started (it yields only the URL): gunicorn, a child of this process;
+    cpu_seconds counts its uvicorn worker with it."""
     me = os.getpid()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -215,7 +216,7 @@ def daphne_pid(port: int) -> int | None:
         except OSError:
             continue
         ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), 0)
-        if ppid == me and b"daphne" in cmd and str(port).encode() in cmd:
+        if ppid == me and any(b"gunicorn" in arg for arg in cmd):
             return int(proc.name)
     return None
 
@@ -290,7 +291,7 @@ def finish(proc: subprocess.Popen, out: Path, err: Path, timeout: float) -> dict
 # --- warm-up ---------------------------------------------------------------------------------------
 
 def warm_up(base_url: str, api_key: str, series: list[Series], base_ms: int) -> None:
-    """Warms daphne, the worker and every rule's state on ticks before the measured timeline;
+    """Warms the web server, the worker and every rule's state on ticks before the measured timeline;
     one anomaly per series proves the whole path works before anything is timed."""
     import http.client
 
@@ -432,9 +433,9 @@ def measure(tmp: Path) -> dict:
     try:
         with live_server(env) as base_url:
             port = urlsplit(base_url).port
-            pid = daphne_pid(port)
+            pid = web_pid()
             warm_up(base_url, api_key, series, base_ms)
-            log(f"daphne {base_url} (pid {pid}), worker pid {worker.proc.pid}: warmed up")
+            log(f"web {base_url} (pid {pid}), worker pid {worker.proc.pid}: warmed up")
             common = {"api_key": api_key}
             sub_cfg = {**common, "ws_url": base_url.replace("http://", "ws://") + "/ws/v1/live/",
                        "subscriptions": subs_plan, "subscribers": SUBSCRIBERS,
@@ -452,11 +453,11 @@ def measure(tmp: Path) -> dict:
             procs.append(post_proc)
             sampler = Sampler()
             sampler.start()
-            cpu0 = {"daphne": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid),
+            cpu0 = {"web": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid),
                     "subscribers": cpu_seconds(sub_proc.pid)}
             posted = finish(post_proc, post_out, post_err, timeout=SECONDS + 60)
             elapsed = max([a for a in posted["answered"] if a] or [start + SECONDS]) - start
-            cpu_load = {"daphne": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid),
+            cpu_load = {"web": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid),
                         "subscribers": cpu_seconds(sub_proc.pid)}
             log(f"load done: {sum(s == 201 for s in posted['statuses'])}/{len(posted['statuses'])} POSTs 201 "
                 f"in {elapsed:.1f}s; draining")
@@ -471,7 +472,7 @@ def measure(tmp: Path) -> dict:
             received = finish(sub_proc, sub_out, sub_err, timeout=20)
             sampler.halt.set()
             sampler.join(5)
-            cpu_after = {"daphne": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid)}
+            cpu_after = {"web": cpu_seconds(pid), "worker": cpu_seconds(worker.proc.pid)}
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -485,7 +486,7 @@ def measure(tmp: Path) -> dict:
               Anomaly.objects.filter(series_id__in=ids, ts__gte=_ms_dt(base_ms))
               .values_list("series_id", "ts", "pk", "created_at")]
     cpu = {k: round(cpu_load[k] - cpu0[k], 2) for k in cpu0}
-    cpu["daphne_drain"] = round(cpu_after["daphne"] - cpu_load["daphne"], 2)
+    cpu["web_drain"] = round(cpu_after["web"] - cpu_load["web"], 2)
     cpu["worker_drain"] = round(cpu_after["worker"] - cpu_load["worker"], 2)
     result = analyse(planted, posted, received["subscribers"], stored, base_ms, wall_offset, sampler.samples,
                      cpu, elapsed)

@@ -1,7 +1,8 @@
-"""A real ASGI server (daphne) for benchmarks that must go through HTTP.
+"""The real web server (the Procfile's `web`: gunicorn + uvicorn workers) for benchmarks and tests
+that must go through HTTP.
 
-`live_server()` starts `daphne anomalyhub.asgi:application` on a free local port with the bench's
-environment, waits for /healthz, yields the base URL and always terminates the process it started
+`live_server()` starts gunicorn with anomalyhub/gunicorn_conf.py serving `anomalyhub.asgi:application`
+(one worker process unless WEB_PROCESSES says otherwise) on a free local port with the bench's environment, waits for /healthz, yields the base URL and always terminates the process it started
 (by its PID) on the way out, even when the benchmark fails.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,32 +53,32 @@ def _stop(proc: subprocess.Popen) -> None:
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # gunicorn's workers too: they share its new session's group
         proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
 def live_server(env: dict[str, str | None] | None = None, *, app: str = "anomalyhub.asgi:application",
                 port: int | None = None, keep_log: Path | None = None) -> Iterator[str]:
-    """Yields "http://127.0.0.1:<port>" of a daphne process serving `app`. `keep_log` copies the
+    """Yields "http://127.0.0.1:<port>" of the web server serving `app`. `keep_log` copies the
     server's log there when it stops (e.g. beside a failed browser walk's screenshots). `env` adds
     to this process's environment; a None value removes that variable."""
     port = port or free_port()
-    merged = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings", **(env or {})}
+    merged = {**os.environ, "DJANGO_SETTINGS_MODULE": "anomalyhub.settings", "WEB_PROCESSES": "1",
+              "LOG_LEVEL": "INFO" if keep_log else "WARNING", **(env or {}), "WEB_BIND": f"127.0.0.1:{port}"}
     server_env = {k: v for k, v in merged.items() if v is not None}
-    with tempfile.TemporaryDirectory(prefix="daphne-") as tmp:
-        log = Path(tmp) / "daphne.log"
+    with tempfile.TemporaryDirectory(prefix="web-") as tmp:
+        log = Path(tmp) / "web.log"
         with open(log, "wb") as out:
-            # `python -m daphne` from the repo root: the same venv, and the project on sys.path.
+            # `python -m gunicorn` from the repo root: the same venv, and the project on sys.path.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "1" if keep_log else "0",
-                 app],
-                cwd=REPO, env=server_env, stdout=out, stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "gunicorn", "-c", "python:anomalyhub.gunicorn_conf", app],
+                cwd=REPO, env=server_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not _healthy(port):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne did not become healthy on port {port}:\n{_tail(log)}")
+                    raise RuntimeError(f"the web server did not become healthy on port {port}:\n{_tail(log)}")
                 time.sleep(0.2)
             yield f"http://127.0.0.1:{port}"
         finally:

@@ -112,7 +112,7 @@ def test_the_sweep_finds_spans_no_run_took(org_a):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_through_the_real_server_store_every_planted_anomaly_once(org_a, clean_store):
-    """4 writers at 2,000 ticks/s to one series through `manage.py serve` (daphne, real Celery
+    """4 writers at 2,000 ticks/s to one series through the Procfile's processes (web, real Celery
     workers): overlapping halves, shuffled groups, resends, and batches first sent 1.5 s late."""
     user = MembershipFactory(organization=org_a, user=UserFactory(), role=Role.OWNER).user
     _, key = create_api_key(actor=actor_for_user(user, org_a.pk), name="late writers", scope="ingest")

@@ -1,10 +1,10 @@
-"""Both sockets through the real server (daphne over TCP), spoken by third-party clients: the raw
+"""Both sockets through the real server (the Procfile's web: gunicorn + uvicorn, over TCP), spoken by third-party clients: the raw
 `websockets` library for the live feed and for protocol edges, `gql` for graphql-transport-ws.
 
 The in-process communicator of the other socket tests skips what the server library does to
 handshakes and close frames: there, a close before accept became an HTTP 403 (a browser sees
-neither code nor reason), close reasons were dropped, and a 1009 or 1011 close raised inside daphne
-and left the socket open. Here every refusal must arrive as the close code and reason that
+neither code nor reason), and under the earlier server (daphne) close reasons were dropped and a
+1009 or 1011 close raised inside it and left the socket open. Here every refusal must arrive as the close code and reason that
 docs/live-feed.md and the graphql-transport-ws spec name, and the server must log no traceback.
 """
 
@@ -36,9 +36,9 @@ TRANSPORT_WS = "graphql-transport-ws"
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One daphne for the module, on the test database and Redis. When it stops, its log must hold
+    """One web server for the module, on the test database and Redis. When it stops, its log must hold
     no traceback: every close above went out without the server raising."""
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    log = tmp_path_factory.mktemp("web") / "web.log"
     with django_db_blocker.unblock(), live_server(worker_env(), keep_log=log) as base:
         yield base.replace("http://", "ws://")
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-4000:]

@@ -1,12 +1,12 @@
 """`make load`: the production process model under load, measured, written to docs/load-report.md.
 
 1. Migrates the load database ($DATABASE_URL, its own) and creates the tenants (tests/load/prepare.py).
-2. Starts `manage.py serve` on a free 127.0.0.1 port (serve's production default of daphne processes,
-   or LOAD_WEB_PROCESSES; a worker
-   per queue group, beat), ingests some history through the API and waits for the workers to drain.
+2. Starts the Procfile under honcho as `make run` does, web on a free 127.0.0.1 port (gunicorn's
+   production default of WEB_PROCESSES, or LOAD_WEB_PROCESSES; one worker process per queue group,
+   beat), ingests some history through the API and waits for the workers to drain.
 3. Runs locust headless for LOAD_SECONDS (default 60) with the users of tests/load/locustfile.py,
    while sampling the CPU time of every process.
-4. Stops the server (SIGTERM, checked clean) and writes the report: throughput, p50/p99 and errors
+4. Stops the processes (SIGTERM to honcho, checked clean) and writes the report: throughput, p50/p99 and errors
    per endpoint, the target verdict, and where the CPU went.
 
 The report is the whole file, from this run alone: nothing is appended or kept from earlier runs
@@ -36,8 +36,10 @@ from tests.benchmarks.harness import REPO, percentile
 from tests.benchmarks.server import free_port
 
 SECONDS = int(os.environ.get("LOAD_SECONDS", "60"))
-WEB_PROCESSES = os.environ.get("LOAD_WEB_PROCESSES", "")  # empty: serve's own default, as deployed
-WORKERS = os.environ.get("LOAD_WORKERS", "ingest,detect:1 train:1 alerts:1")
+WEB_PROCESSES = os.environ.get("LOAD_WEB_PROCESSES", "")  # empty: gunicorn_conf's default, as deployed
+# Worker processes per Procfile worker (REALTIME_CONCURRENCY and so on override them).
+WORKERS = {"REALTIME_CONCURRENCY": "1", "TRAIN_CONCURRENCY": "1", "ALERTS_CONCURRENCY": "1"}
+HONCHO_STOPPED_ON_SIGTERM = 143  # honcho's status once it stopped every process on SIGTERM
 API_RPS = float(os.environ.get("LOAD_API_RPS", "300"))
 TICKS_PER_S = float(os.environ.get("LOAD_TICKS_PER_S", "1000"))
 REPORT = Path(os.environ.get("LOAD_REPORT", REPO / "docs" / "load-report.md"))
@@ -149,8 +151,8 @@ def _role(pid: int) -> str:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "exited"
-    if "daphne" in cmd:
-        return "web (daphne)"
+    if "gunicorn" in cmd:
+        return "web"
     if " beat " in cmd:
         return "beat"
     if " worker " in cmd:
@@ -203,10 +205,14 @@ def main() -> int:
         config = json.loads(config_path.read_text())
         port = free_port()
         log = open(tmp / "serve.log", "wb")
-        processes = ["--web-processes", WEB_PROCESSES] if WEB_PROCESSES else []
-        server = subprocess.Popen([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}", *processes,
-                                   "--workers", WORKERS],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        (tmp / "metrics").mkdir()
+        server_env = {**WORKERS, **env, "WEB_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+                      "CELERY_BEAT_SCHEDULE": str(tmp / "beat-schedule"),
+                      "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        if WEB_PROCESSES:
+            server_env["WEB_PROCESSES"] = WEB_PROCESSES
+        server = subprocess.Popen([sys.executable, "-m", "honcho", "-f", "Procfile", "start"],
+                                  cwd=REPO, env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_ready(port, server)
             print(f"load: server ready on 127.0.0.1:{port}; ingesting history", flush=True)
@@ -249,7 +255,7 @@ def main() -> int:
             if pid in cpu0:
                 cpu[roles[pid]] += (seconds - cpu0[pid]) / window
         machine = ((busy1[0] - busy0[0]) / (busy1[1] - busy0[1])) * os.cpu_count()
-        web = sum(1 for role in roles.values() if role == "web (daphne)")
+        web = sum(1 for role in roles.values() if role == "web") - 1  # gunicorn's own process serves nothing
         text = _report(samples, dict(cpu), machine, graphql, depth0, depth1, stop_code, load0, os.getloadavg()[0],
                        autovacuum, web)
     REPORT.write_text(text)
@@ -281,7 +287,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
     errors = sum(1 for kind_items in by_name.values() for _, e in kind_items if e)
     ticks_per_s = len(ingest) * 100 / span
     http_rps = (len(api) + len(ingest)) / span
-    web_ms = cpu.get("web (daphne)", 0) / http_rps * 1000 if http_rps else 0.0
+    web_ms = cpu.get("web", 0) / http_rps * 1000 if http_rps else 0.0
     met = api_rps >= 0.95 * API_RPS and api_p99 < TARGET_P99_MS and errors == 0 and ticks_per_s >= 0.95 * TICKS_PER_S
     cpu_model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                       if ln.startswith("model name")), platform.processor())
@@ -295,10 +301,10 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         f"- Machine: {platform.node()}, {os.cpu_count()} cores ({cpu_model}), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}; "
         f"shared with other work: load average {load_before:.1f} at the start, {load_after:.1f} at the end",
-        f"- Server: `manage.py serve` (DJANGO_ENV=production), {web_processes} daphne processes "
+        f"- Server: the Procfile under honcho (DJANGO_ENV=production), gunicorn with {web_processes} uvicorn processes "
         f"({'HTTP_THREADS=' + os.environ['HTTP_THREADS'] if os.environ.get('HTTP_THREADS') else 'default HTTP_THREADS'}), "
         f"workers "
-        f"`{WORKERS}`, beat; PostgreSQL and Redis on the same machine; locust on the same machine too. "
+        f"`{' '.join(f'{k}={os.environ.get(k, v)}' for k, v in WORKERS.items())}`, beat; PostgreSQL and Redis on the same machine; locust on the same machine too. "
         f"PostgreSQL autovacuum is {autovacuum} here: the harness runs ANALYZE after the history, as "
         "autovacuum keeps statistics in production",
         f"- Load: {SECONDS} s measured; REST reads + GraphQL paced at {API_RPS:.0f} requests/s by "
@@ -315,7 +321,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         f"- Errors: **{errors}** (target 0)",
         f"- Target {'**met**' if met else '**not met** on this run (see below)'}",
         f"- Queues (ingest/detect/train/alerts) at the start / end of the window: {depth0} / {depth1}",
-        f"- Server stopped with exit status {stop_code} (0 = every process stopped cleanly)",
+        f"- Server stopped with exit status {stop_code} ({HONCHO_STOPPED_ON_SIGTERM} = honcho stopped every process on SIGTERM)",
         "",
         "| type / endpoint | requests | per s | p50 ms | p99 ms | max ms | errors |",
         "|---|---|---|---|---|---|---|",
@@ -335,7 +341,7 @@ def _report(samples, cpu, machine_cores, graphql, depth0, depth1, stop_code, loa
         "",
         # Comparable across runs on a busy machine, unlike latency: what one request costs the server.
         f"Web CPU per HTTP request (API + ingest): **{web_ms:.1f} ms** "
-        f"({cpu.get('web (daphne)', 0):.2f} cores / {http_rps:.0f} requests/s; WebSocket fan-out included).",
+        f"({cpu.get('web', 0):.2f} cores / {http_rps:.0f} requests/s; WebSocket fan-out included).",
     ]
     if first_errors:
         out += ["", "First errors (the server's log of the run is kept in $TMPDIR/anomalyhub-load-serve.log):", "",

@@ -30,8 +30,9 @@ def _env_file_keys(path: Path) -> list[str]:
 
 
 def _project_vars() -> set[str]:
-    """Every environment variable the project's code reads (env_secret's NAME_FILE too)."""
-    found = set()
+    """Every environment variable the project's code reads (env_secret's NAME_FILE too), and those the
+    Procfile's commands take (`${REALTIME_CONCURRENCY:-2}`)."""
+    found = set(INTERPOLATION.findall((REPO / "Procfile").read_text()))
     for app in APP_DIRS:
         for source in (REPO / app).rglob("*.py"):
             text = source.read_text()
@@ -43,12 +44,25 @@ def _project_vars() -> set[str]:
 KNOWN_VARS = _project_vars() | set(_env_file_keys(REPO / ".env.example"))
 
 
+def _procfile() -> dict[str, list[str]]:
+    """The Procfile's processes: `web: exec gunicorn ...` -> {"web": ["gunicorn", ...]}."""
+    lines = (REPO / "Procfile").read_text().splitlines()
+    processes = {}
+    for name, command in (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#")):
+        processes[name.strip()] = shlex.split(command.strip().removeprefix("exec "))
+    return processes
+
+
 def _roles() -> dict[str, list[str]]:
-    """The entrypoint's roles: `web) shift; exec daphne ... "$@" ;;` -> {"web": ["daphne", ...]}."""
+    """The entrypoint's roles, each as the command it ends up running: `migrate) shift; exec python ...`
+    -> {"migrate": ["python", ...]}; a Procfile process honcho starts (`web|beat) exec honcho ... "$1"`)
+    -> that process's command from the Procfile."""
     text = (DOCKER / "entrypoint.sh").read_text()
     roles = {}
-    for role, command in re.findall(r"^\s*(\w+)\)\s+shift;\s+exec (.+?)\s*;;", text, re.M):
-        roles[role] = [arg for arg in shlex.split(command) if arg != "$@"]
+    for names, command in re.findall(r"^\s*([\w|]+)\)\s+(?:shift;\s+)?exec (.+?)\s*;;", text, re.M):
+        argv = [arg for arg in shlex.split(command) if arg not in ("$@", "$1")]
+        for role in names.split("|"):
+            roles[role] = _procfile()[role] if command.endswith('"$1"') else argv
     return roles
 
 
@@ -77,14 +91,17 @@ def _option(argv: list[str], *names: str) -> str | None:
 
 
 def check_command(argv: list[str]) -> None:
-    """Fails unless argv is a command this project really has (daphne / celery / manage.py)."""
+    """Fails unless argv is a command this project really has (gunicorn / honcho / celery / manage.py)."""
     for arg in argv:
         for var in INTERPOLATION.findall(arg):
             assert var in KNOWN_VARS | EXTERNAL_VARS, f"{argv}: ${{{var}}} is read nowhere"
     program = argv[0]
-    if program == "daphne":
+    if program == "gunicorn":
         module, attr = argv[-1].split(":")
         assert callable(getattr(importlib.import_module(module), attr)), argv
+        importlib.import_module(_option(argv, "-c", "--config").removeprefix("python:"))
+    elif program == "honcho":
+        assert (REPO / Path(_option(argv, "-f", "--procfile")).name).is_file(), argv
     elif program == "celery":
         app_module = _option(argv, "-A", "--app")
         assert app_module, argv
@@ -106,8 +123,8 @@ def check_command(argv: list[str]) -> None:
 
 def test_every_entrypoint_role_is_a_real_command():
     roles = _roles()
-    assert {"web", "worker", "beat", "migrate", "serve"} <= set(roles)
-    for argv in roles.values():
+    assert set(_procfile()) | {"migrate", "serve"} <= set(roles), "every Procfile process is a container role"
+    for argv in [*roles.values(), *_procfile().values()]:
         check_command(argv)
 
 

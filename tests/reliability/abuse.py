@@ -7,7 +7,7 @@ Usable by any abuse scenario (tests/reliability/test_abuse_*.py):
             response = requests.post(...)
         cost.wall_s, cost.cpu_s, cost.peak_rss_mb     # and cost.row() for report.record(...)
 
-The processes are `manage.py serve` and every process under it (daphne web processes, Celery
+The processes are honcho (the Procfile) and every process under it (gunicorn and its uvicorn web processes, Celery
 workers), looked up at the start and again while sampling, so work a request hands to a worker is
 counted too. CPU is user + system time summed over them (psutil), so it includes what other
 requests did meanwhile: measure one scenario at a time. Peak RSS is the largest resident set of any

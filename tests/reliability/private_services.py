@@ -143,28 +143,45 @@ def manage(env: dict, *args: str) -> str:
     return out.stdout
 
 
+# The Procfile's worker processes by the queues they consume, and the variable giving each its concurrency.
+PROCFILE_WORKERS = {"ingest,detect": ("realtime", "REALTIME_CONCURRENCY"), "train": ("train", "TRAIN_CONCURRENCY"),
+                    "alerts": ("alerts", "ALERTS_CONCURRENCY")}
+
+
 class AppServer:
-    """`manage.py serve` (daphne + Celery workers [+ beat]) as one process group."""
+    """The Procfile under honcho, as `make run` starts it: web (gunicorn + uvicorn workers, WEB_PROCESSES
+    of them, 1 unless env says) and the worker processes named by `workers` ("<queues>:<concurrency>
+    ...", queue groups as the Procfile has them) [+ beat], as one process group."""
 
     def __init__(self, env: dict, workers: str = "ingest,detect:1", beat: bool = False):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="ah-rel-serve-", suffix=".log", delete=False)
-        argv = [sys.executable, "manage.py", "serve", f"127.0.0.1:{self.port}", "--workers", workers, "--grace", "5"]
-        if not beat:
-            argv.append("--no-beat")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        self.metrics = tempfile.mkdtemp(prefix="ah-rel-metrics-")
+        env = {"WEB_PROCESSES": "1", **env, "WEB_BIND": f"127.0.0.1:{self.port}", "PROMETHEUS_MULTIPROC_DIR": self.metrics,
+               "CELERY_BEAT_SCHEDULE": os.path.join(self.metrics, "beat-schedule"), "WEB_GRACE_SECONDS": "5",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        processes = ["web"]
+        for group in workers.split():
+            queues, _, concurrency = group.partition(":")
+            name, variable = PROCFILE_WORKERS[queues]
+            processes.append(name)
+            env[variable] = concurrency or "1"
+        if beat:
+            processes.append("beat")
+        self.proc = subprocess.Popen([sys.executable, "-m", "honcho", "-f", "Procfile", "start", *processes],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"manage.py serve exited with {self.proc.returncode}:\n{self.output()}")
+                raise AssertionError(f"the Procfile's processes exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 urllib.request.urlopen(f"{self.base}/healthz", timeout=1)
                 return
             except OSError:
                 time.sleep(0.2)
-        raise AssertionError(f"manage.py serve did not answer /healthz within 60 s:\n{self.output()}")
+        raise AssertionError(f"the web process did not answer /healthz within 60 s:\n{self.output()}")
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-4000:]
@@ -175,15 +192,20 @@ class AppServer:
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                # honcho starts each process in a session of its own: every one by its PID.
+                import psutil
+
+                for child in [*psutil.Process(self.proc.pid).children(recursive=True), psutil.Process(self.proc.pid)]:
+                    child.kill()
                 self.proc.wait(timeout=10)
         self.log.close()
         os.unlink(self.log.name)
+        shutil.rmtree(self.metrics, ignore_errors=True)
 
 
 @contextmanager
 def private_stack(organizations: list[str], workers: str = "ingest,detect:1", **settings):
-    """`manage.py serve` on a private PostgreSQL and Redis, migrated, with one organization per name
+    """The Procfile's processes (AppServer) on a private PostgreSQL and Redis, migrated, with one organization per name
     (owner `<name>@example.com`): yields (pg, server, [an admin API key per organization])."""
     pg, redis = PrivatePostgres(), PrivateRedis()
     server = None

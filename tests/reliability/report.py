@@ -16,7 +16,7 @@ SECTIONS = ("Faults", "Bad input", "Isolation and access", "Data lifecycle", "Ab
 # What a section's columns mean; printed above its table.
 SECTION_NOTES = {
     "Faults": (
-        "Each fault is injected into real processes (`manage.py serve`, Celery workers, private PostgreSQL and "
+        "Each fault is injected into real processes (the Procfile's web and Celery worker processes, private PostgreSQL and "
         "Redis servers started by the test, never the shared ones; webhook receivers are local fake servers). "
         "`sent`: what the clients sent (points, anomalies or alerts, as the scenario says); `stored`: rows "
         "in the database afterwards; `delivered`: distinct items that reached their consumer (WebSocket "
@@ -24,7 +24,7 @@ SECTION_NOTES = {
         "`duplicates`: items stored or delivered twice. Webhooks are at-least-once by contract (a resend "
         "keeps its `webhook-id`), so a resend after a crash is listed in the notes, not as a duplicate."),
     "Abuse": (
-        "Each row is one costly request (or a stream of them) sent to the real server (`manage.py serve` with "
+        "Each row is one costly request (or a stream of them) sent to the real server (the Procfile's processes with "
         "its Celery worker, on private PostgreSQL and Redis): `wall_s`, `cpu_s` (user + system of every server "
         "process) and `peak_rss_mb` (largest resident set of one server process) are measured around it "
         "(tests/reliability/abuse.py); `bound` is the limit it must stay under (docs/security.md, \"Limits\")."),

@@ -1,4 +1,4 @@
-"""Authority and trust through the real server (issue 22, cases 1-4 and 12): `manage.py serve` on a
+"""Authority and trust through the real server (issue 22, cases 1-4 and 12): the Procfile's processes on a
 private PostgreSQL and Redis, an organization with two owners, and the owner's read, ingest and
 admin keys.
 

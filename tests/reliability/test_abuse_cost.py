@@ -272,7 +272,7 @@ def test_a_detection_task_stops_after_its_chunks_and_hands_back_the_rest(org_a, 
 # --- Through the real server ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_orgs():
-    """`manage.py serve` (web + one detect worker) on private PostgreSQL and Redis, with org A (the
+    """The Procfile's processes (web + one detect worker) on private PostgreSQL and Redis, with org A (the
     abuser: a watchlist of 10 series, all in it) and org B (a reader with 5,000 points)."""
     with private_stack(["Abuser", "Reader"]) as (_, server, keys):
         a, b = (_session(server.base, key) for key in keys)

@@ -1,8 +1,8 @@
 """Abuse through the real server: ingest input and error cases of issue 22 (cases 7-10, 13).
 
-`manage.py serve` (one daphne process, a Celery worker) on a private PostgreSQL and Redis, two
+the Procfile's processes (one uvicorn web process, a Celery worker) on a private PostgreSQL and Redis, two
 organizations. Each case is sent as an attacker with a valid key would, and must be refused with a
-4xx in the documented shape, or answered within its stated bound; the daphne process' wall time,
+4xx in the documented shape, or answered within its stated bound; the web process' wall time,
 CPU and peak RSS are measured with psutil while it runs. For the cases that used to hold locks or
 burn a core (7, 8), another organization reads its points all along and must get every answer
 within 1 s."""
@@ -62,8 +62,9 @@ def stack():
         manage(env, "migrate", "--noinput")
         key_a, key_b = _bootstrap(env, "a@example.com", "Attacker"), _bootstrap(env, "b@example.com", "Bystander")
         server = AppServer(env, workers="ingest,detect:1")
+        # The uvicorn process serving the requests: gunicorn's child (gunicorn itself serves nothing).
         webs = [p for p in psutil.Process(server.proc.pid).children(recursive=True)
-                if "daphne" in " ".join(p.cmdline())]
+                if "gunicorn" in " ".join(p.cmdline()) and "gunicorn" in " ".join(p.parent().cmdline())]
         assert len(webs) == 1, webs
         s = Stack(pg, server, key_a, key_b, webs[0])
         s.series["ticks"] = _series(s, {"symbol": "ATK", "kind": "trade", "exchange": ""})
@@ -108,7 +109,7 @@ class Measure:
 
 @contextmanager
 def measured(s: Stack, *, other_org_reads: bool = False):
-    """Wall time, CPU (user + system, all threads) and peak RSS of the daphne process while the
+    """Wall time, CPU (user + system, all threads) and peak RSS of the web process while the
     block runs; with other_org_reads, the other organization's GET /points/ latencies meanwhile."""
     m, stop = Measure(), threading.Event()
     cpu0, rss0 = sum(s.web.cpu_times()[:2]), s.web.memory_info().rss

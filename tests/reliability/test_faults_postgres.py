@@ -1,7 +1,7 @@
 """PostgreSQL crash-restarted during a sustained ingest over HTTP: clients retry with idempotency
 keys, and every acknowledged point is stored exactly once.
 
-Runs the real server (`manage.py serve`: daphne + a Celery worker) on a private PostgreSQL
+Runs the real server (the Procfile under honcho: web + a Celery worker) on a private PostgreSQL
 cluster and a private Redis, never the shared ones."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Redis killed and restarted (empty: no persistence) during live feeds and alert dispatch.
 
-The real server (`manage.py serve`: daphne, ingest/detect and alerts workers, beat) runs on the
+The real server (the Procfile under honcho: web, ingest/detect and alerts workers, beat) runs on the
 test database and a private Redis. A producer ingests metric points with spikes over HTTP; two
 WebSocket clients follow the live feed the way docs/live-feed.md tells them to (reconnect when
 the socket closes, re-sync over REST after every (re)connect and on a `seq` gap; they never
@@ -12,7 +12,7 @@ The pub/sub layer re-subscribes by itself, so sockets stay open and no client se
 anomalies whose publish failed during the outage reach them only because the outbox keeps them
 unpublished until the detection sweep re-sends them.
 
-Every `serve` child must outlive the restart: if one exits, serve stops them all and the feed is
+Every Procfile process must outlive the restart: if one exits, honcho stops them all and the feed is
 gone. A Celery worker waiting in BRPOP while it held a countdown task (acknowledged only when it
 runs, as every rollup refresh is held for ROLLUP_DELAY_SECONDS) used to exit on the drop: the
 first test hit that moment about once in six runs, the second makes it happen on purpose
@@ -189,7 +189,7 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
         try:
             stats = _ingest(server.base, key, series.pk, spikes, on_batch)
         except AssertionError as exc:  # the server's own account of why it stopped answering
-            raise AssertionError(f"{exc}\n--- manage.py serve output (tail) ---\n{server.output()}") from None
+            raise AssertionError(f"{exc}\n--- the processes' output (tail) ---\n{server.output()}") from None
 
         def settled():
             stored = set(Anomaly.objects.filter(series=series).values_list("pk", flat=True))
@@ -264,7 +264,7 @@ def test_redis_restart_loses_no_anomaly_and_no_alert(clean_store):
 
 def test_workers_holding_unacknowledged_tasks_outlive_a_redis_restart():
     """Each worker holds a countdown task (delivered, unacknowledged until due) and waits in BRPOP
-    when Redis is SIGKILLed. Both must reconnect and answer again, and serve keep running: before
+    when Redis is SIGKILLed. Both must reconnect and answer again, and honcho keep running: before
     the fix both logged "Unrecoverable error: AttributeError(... 'hostname')" and exited 1."""
     redis = PrivateRedis()
     server = AppServer(app_env(worker_env()["DATABASE_URL"], redis.url()), workers="ingest,detect:1 alerts:1")
@@ -297,8 +297,8 @@ def test_workers_holding_unacknowledged_tasks_outlive_a_redis_restart():
                  message="both workers to answer again after the restart")
         if server.proc.poll() is not None:
             log = Path(server.log.name).read_text(errors="replace").splitlines()
-            raise AssertionError("manage.py serve stopped: " + "\n".join(
-                line for line in log if line.startswith("serve:") or "CRITICAL" in line))
+            raise AssertionError("the Procfile's processes stopped: " + "\n".join(
+                line for line in log if " system | " in line or "CRITICAL" in line))
         assert requests.get(f"{server.base}/readyz", timeout=5).status_code == 200
     finally:
         pinger.close()
