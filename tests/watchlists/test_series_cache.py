@@ -23,7 +23,10 @@ def _post(client, symbol="SPY", rows=TICKS):
 
 
 def _series_reads(queries) -> list[str]:
-    return [q["sql"] for q in queries if q["sql"].startswith("SELECT") and 'FROM "watchlists_series"' in q["sql"]]
+    """Lookups of series. The row lock that moves last_point_at forward (and checks the cached
+    series is still what it was) is part of every batch, not a lookup."""
+    return [q["sql"] for q in queries if q["sql"].startswith("SELECT") and 'FROM "watchlists_series"' in q["sql"]
+            and not q["sql"].endswith('FOR UPDATE OF "watchlists_series"')]
 
 
 def _as_another_process_cached_it(series: Series) -> None:
