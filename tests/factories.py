@@ -156,9 +156,10 @@ TENANT_FACTORIES = {
 
 
 def load_app_factories() -> None:
-    """Imports tests/<app>/factories.py modules; each adds its models to TENANT_FACTORIES."""
+    """Imports the tests/<app>/**/factories.py modules; each adds its models to TENANT_FACTORIES."""
     import importlib
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parent.glob("*/factories.py")):
-        importlib.import_module(f"tests.{path.parent.name}.factories")
+    here = Path(__file__).parent
+    for path in sorted(here.glob("*/**/factories.py")):
+        importlib.import_module(".".join(["tests", *path.relative_to(here).with_suffix("").parts]))
