@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import Exists, F, OuterRef, Q
 
-from accounts.tenancy import system_actor
+from accounts.tenancy import Actor, system_actor
 from watchlists import pending
 from watchlists.models import PendingWork, Series
 from watchlists.store import reader
@@ -58,6 +58,7 @@ class Claimed:
     rules: dict[int, list[Rule]]
     states: dict[tuple[int, int], RuleState]
     late: dict[int, int]
+    actor: Actor  # the organization's system actor every query of the chunk is scoped with
 
 
 def claim(series_ids: list[int], organization_id: int, limit: int) -> Claimed:
@@ -77,7 +78,7 @@ def claim(series_ids: list[int], organization_id: int, limit: int) -> Claimed:
         series_id__in={sid for _, sid in pairs}, rule_id__in={rid for rid, _ in pairs})} if pairs else {}
     states = {key: found.get(key) or RuleState(rule_id=key[0], series_id=key[1], organization_id=organization_id)
               for key in pairs}
-    return Claimed(series_list, cursors, points, rules, states, late)
+    return Claimed(series_list, cursors, points, rules, states, late, actor)
 
 
 def _read_points(series_list: list[Series], cursors: dict[int, DetectionCursor], limit: int) -> dict[int, Points]:

@@ -48,7 +48,7 @@ def rewind(chunk: Claimed) -> set[int]:
         rewound.add(series.pk)
     if rewound:
         # stream_version None: the next chunk warms each model on the points before it, as for a new model.
-        Detector.objects.filter(series_id__in=rewound).update(stream_version=None)
+        Detector.objects.for_actor(chunk.actor).filter(series_id__in=rewound).update(stream_version=None)
         metrics.REWINDS.inc(len(rewound))
         logger.info("late points: series %s replay from before them", sorted(rewound))
     return rewound

@@ -57,7 +57,7 @@ def _run_chunk(series_ids: list[int], organization_id: int) -> tuple[int, list[i
     detectors: dict[int, list[Detector]] = {}
     with_detectors = [s for s in active if chunk.cursors[s.pk].has_detector]
     if with_detectors:
-        for detector in Detector.objects.filter(series__in=with_detectors, enabled=True, status=DetectorStatus.READY):
+        for detector in Detector.objects.for_actor(chunk.actor).filter(series__in=with_detectors, enabled=True, status=DetectorStatus.READY):
             detectors.setdefault(detector.series_id, []).append(detector)
     # A rewound series saves its reset states and cursor now and streams again from the next chunk.
     anomalies, more = [], sorted(rewound)
